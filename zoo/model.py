@@ -1,0 +1,280 @@
+"""``ZooModel``: a backbone (or a classifier fine-tuned from one) with its preprocessing.
+
+All inference goes through compiled ``tf.function`` calls on fixed-size batches from a
+parallel input pipeline (measured here about 2x faster than ``model.predict``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import images as zimages
+from zoo.backbone import build_network, find_taps
+from zoo.errors import SavedModelError, ZooError
+from zoo.labels import imagenet_labels
+from zoo.layers import Normalize
+from zoo.registry import ModelEntry, Preprocessing, get_entry
+
+log = logging.getLogger(__name__)
+FORMAT = "zoo.model"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.weights.h5"
+
+
+class Progress:
+    """A terminal progress line with images/s and ETA (quiet when not a TTY or few batches)."""
+
+    def __init__(self, total: int | None, what: str, enabled: bool = True):
+        self.total, self.what, self.done = total, what, 0
+        self.enabled = enabled and (total is None or total > 1)
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, n: int):
+        self.done += n
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.5 and (self.total is None or self.done < self.total)):
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total else ""
+        of = f"/{self.total}" if self.total else ""
+        print(f"\r{self.what}: {self.done}{of} images, {rate:.1f} img/s{eta}   ", end="", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.enabled and self.done:
+            print(file=sys.stderr, flush=True)
+
+
+class ZooModel:
+    """A registry backbone, optionally with a trained classification head."""
+
+    def __init__(self, entry: ModelEntry, input_size: int | None = None, weights="imagenet",
+                 *, _network=None):
+        self.entry = entry
+        self.input_size = int(input_size or entry.input_size)
+        self.preprocessing: Preprocessing = entry.preprocessing
+        self.weights_source = weights if isinstance(weights, str) else (None if weights is None else str(weights))
+        if _network is None:
+            _network, has_top = build_network(entry, self.input_size, weights)
+        else:
+            has_top = any(l.name == "predictions" for l in _network.layers[-3:])
+        self.network = _network
+        taps = find_taps(_network, entry, self.input_size)
+        pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(taps["body"])
+        self.pyramid_levels = [k for k in ("P2", "P3", "P4", "P5") if k in taps]
+        self.feature_network = keras.Model(_network.input, {"pooled": pooled, **{k: taps[k] for k in self.pyramid_levels}},
+                                           name=f"{entry.name}_features")
+        raw = keras.Input((self.input_size, self.input_size, 3), name="pixels")
+        p = self.preprocessing
+        x = Normalize(p.mean, p.std, p.channel_order, name="normalize")(raw)
+        feats = self.feature_network(x)
+        self.embedding_model = keras.Model(raw, feats["pooled"], name=f"{entry.name}_embed")
+        self.pyramid_model = keras.Model(raw, {k: feats[k] for k in self.pyramid_levels}, name=f"{entry.name}_pyramid")
+        self.imagenet_model = keras.Model(raw, _network(x), name=f"{entry.name}_imagenet") if has_top else None
+        self._fns = {}
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.embedding_model.output.shape[-1])
+
+    @property
+    def keras_model(self) -> keras.Model:
+        """The model whose weights ``save`` writes."""
+        return self.imagenet_model or self.embedding_model
+
+    @property
+    def labels(self) -> list[str] | None:
+        return imagenet_labels() if self.imagenet_model is not None else None
+
+    def fingerprint(self) -> dict:
+        """What an embedding depends on: model, weights and preprocessing hashes."""
+        return {
+            "model": self.entry.full_name,
+            "weights": self.weights_digest(),
+            "preprocessing": self.preprocessing.fingerprint(self.input_size),
+        }
+
+    def weights_digest(self) -> str:
+        if getattr(self, "_weights_digest", None) is None:
+            h = hashlib.sha256()
+            for w in self.embedding_model.weights:
+                h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+            self._weights_digest = h.hexdigest()[:16]
+        return self._weights_digest
+
+    def __repr__(self):
+        return f"<ZooModel {self.entry.full_name} {self.input_size}px dim={self.feature_dim}>"
+
+    # ---- inference ------------------------------------------------------------------------
+    def _fn(self, key: str, model: keras.Model):
+        if key not in self._fns:
+            self._fns[key] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        return self._fns[key]
+
+    def _run(self, key, model, images, batch_size, progress=True):
+        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation)
+        fn = self._fn(key, model)
+        total = len(src.sources) or None
+        bar = Progress(total, key, progress)
+        outs, seen = [], []
+        for batch in src.dataset:
+            if isinstance(batch, tuple):
+                idx, batch = batch
+                seen.append(idx.numpy())
+            y = fn(batch)
+            outs.append(tf.nest.map_structure(lambda t: t.numpy(), y))
+            bar.update(int(batch.shape[0]))
+        bar.close()
+        if seen:
+            got = np.concatenate(seen)
+            lost = sorted(set(range(len(src.sources))) - set(got.tolist()))
+            for i in lost:
+                src.skipped.append((src.sources[i], "decode failed"))
+                log.warning("skipping %s: could not decode", src.sources[i])
+            src.sources = [src.sources[i] for i in got]
+        self.last_skipped = src.skipped
+        self.last_sources = src.sources
+        if not outs:
+            raise zimages.ImageError(f"none of the {len(src.skipped)} images could be read")
+        return tf.nest.map_structure(lambda *xs: np.concatenate(xs), *outs)
+
+    def embed(self, images, batch_size: int = 64, normalize: bool = False, progress: bool = True) -> np.ndarray:
+        """(N, D) float32 pooled features; L2-normalised when ``normalize``.
+
+        Unreadable files are skipped (see ``last_skipped``; ``last_sources`` lists the rows).
+        """
+        e = self._run("embed", self.embedding_model, images, batch_size, progress).astype(np.float32)
+        if normalize:
+            e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        return e
+
+    def features(self, images, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """Multi-scale feature maps ``{"P2": (N,H/4,W/4,C), ..., "P5": (N,H/32,W/32,C)}``."""
+        return self._run("features", self.pyramid_model, images, batch_size)
+
+    def predict(self, images, batch_size: int = 64) -> np.ndarray:
+        """(N, classes) probabilities of the model's classification head."""
+        if self.imagenet_model is None:
+            raise ZooError(f"{self.name} at {self.input_size}px has no classification head; "
+                           f"load it at {self.entry.input_size}px or fine-tune one")
+        return self._run("predict", self.imagenet_model, images, batch_size)
+
+    def classify(self, images, top_k: int = 5, batch_size: int = 64) -> list[list[tuple[int, str, float]]]:
+        """Per image, the ``top_k`` (class index, label, probability), best first."""
+        probs = self.predict(images, batch_size)
+        labels = self.labels
+        top = np.argsort(-probs, axis=1)[:, :top_k]
+        return [[(int(c), labels[c], float(p[c])) for c in row] for row, p in zip(top, probs)]
+
+    # ---- training -------------------------------------------------------------------------
+    def finetune(self, train, val=None, **kwargs):
+        """Fine-tune a new classifier on ``train``: head first, then unfreeze. See zoo.training."""
+        from zoo.training import finetune
+
+        return finetune(self, train, val, **kwargs)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {"kind": "backbone"}
+
+    def save(self, path) -> Path:
+        """Write a folder (config.json + model.weights.h5) atomically; ``zoo.load`` reads it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+        try:
+            self.keras_model.save_weights(tmp / WEIGHTS_FILE)
+            import zoo
+
+            config = {
+                "format": FORMAT, "format_version": FORMAT_VERSION,
+                "base_model": self.entry.name, "tag": self.entry.tag,
+                "input_size": self.input_size,
+                "preprocessing": self.preprocessing.to_dict(),
+                "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+                "versions": {"zoo": zoo.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
+                **self._config(),
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            _replace_dir(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+
+def _sha256(path) -> str:
+    from zoo.weights.resolve import file_digest
+
+    return file_digest(Path(path), "sha256")
+
+
+def _replace_dir(new: Path, dest: Path):
+    """Swap ``new`` into ``dest``; the old folder survives until the new one is in place."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load(name_or_path, weights="imagenet", input_size: int | None = None) -> ZooModel:
+    """Load a registry model by name (``"efficientnet_lite0"``) or a folder written by ``save``.
+
+    ``weights``: "imagenet" (default, verified by checksum), a weight-file path, or None for
+    random init. ``input_size`` overrides the entry's resolution.
+    """
+    p = Path(str(name_or_path)).expanduser()
+    if p.is_dir():
+        return load_folder(p)
+    if isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
+        raise SavedModelError(f"{p} is not a model folder")
+    return ZooModel(get_entry(str(name_or_path)), input_size, weights)
+
+
+def load_folder(path: Path) -> ZooModel:
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise SavedModelError(f"{path} has no {CONFIG_FILE}: not a folder written by model.save()")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SavedModelError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if cfg.get("format") != FORMAT or cfg.get("format_version", 0) > FORMAT_VERSION:
+        raise SavedModelError(f"{path} holds format {cfg.get('format')} v{cfg.get('format_version')}; "
+                              f"this zoo reads {FORMAT} v{FORMAT_VERSION}: upgrade zoo")
+    wpath = path / WEIGHTS_FILE
+    if not wpath.is_file():
+        raise SavedModelError(f"{path} has no {WEIGHTS_FILE}")
+    if cfg.get("weights_sha256") and _sha256(wpath) != cfg["weights_sha256"]:
+        from zoo.errors import ChecksumMismatchError
+
+        raise ChecksumMismatchError(f"{wpath} does not match the checksum in {cfg_path}: the folder is corrupt")
+    entry = get_entry(cfg["base_model"])
+    if cfg["kind"] == "classifier":
+        from zoo.training import FineTunedClassifier
+
+        model = FineTunedClassifier.from_config(entry, cfg)
+    else:
+        model = ZooModel(entry, cfg["input_size"], weights=None)
+    model.keras_model.load_weights(wpath)
+    model.weights_source = str(path)
+    return model
