@@ -125,7 +125,8 @@ class ZooModel:
     # ---- inference ------------------------------------------------------------------------
     def _fn(self, key: str, model: keras.Model):
         if key not in self._fns:
-            self._fns[key] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            spec = tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)
+            self._fns[key] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return self._fns[key]
 
     def _run(self, key, model, images, batch_size, progress=True):

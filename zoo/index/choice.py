@@ -1,0 +1,217 @@
+"""Choose a FAISS index type from the collection size and a recall target, then tune it.
+
+Tiers (thresholds measured on the 2-core build CPU with ``bench/search.py``):
+
+- ``Flat`` (exact) below ``FLAT_MAX`` vectors, or whenever the target is >= ``EXACT_RECALL``;
+- ``IVF{nlist},Flat`` up to ``IVF_FLAT_MAX``: exact distances on the probed lists;
+- ``IVF{nlist},PQ{m}x4fs,RFlat`` beyond: 4-bit fast-scan PQ proposes candidates that are
+  re-ranked with exact distances, so the returned scores are exact.
+
+Approximate indexes are then tuned on the collection itself: the cheapest search setting
+(``nprobe``, ``k_factor_rf``, ``efSearch``) whose recall@10 against exact search reaches the
+target is kept, and that measured recall is recorded as the index's expected recall.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import faiss
+import numpy as np
+
+from zoo.index.errors import IndexConfigError
+
+log = logging.getLogger(__name__)
+
+FLAT_MAX = 50_000
+IVF_FLAT_MAX = 200_000
+EXACT_RECALL = 0.999
+RECALL_K = 10
+METRICS = {"cosine": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+
+@dataclass
+class IndexPlan:
+    """A FAISS ``index_factory`` string, its search settings and the recall they reach."""
+
+    spec: str
+    expected_recall: float | None = None   # recall@10 vs exact search, measured when tuned
+    params: dict = field(default_factory=dict)
+    reason: str = ""
+    recall_target: float | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "recall_at": RECALL_K}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IndexPlan":
+        return cls(d["spec"], d.get("expected_recall"), dict(d.get("params") or {}), d.get("reason", ""),
+                   d.get("recall_target"))
+
+    @property
+    def exact(self) -> bool:
+        return self.spec == "Flat"
+
+
+def check_metric(metric: str) -> str:
+    m = str(metric).lower()
+    if m not in METRICS:
+        raise IndexConfigError(f"unknown metric {metric!r}: use 'cosine' (normalised inner product) or 'l2'")
+    return m
+
+
+def _nlist(n: int, per_list: float) -> int:
+    """A power of two near ``n / per_list``, at least 16 and leaving >= 39 training points per list."""
+    want = max(16, min(n / per_list, n / 39))
+    return int(2 ** max(4, round(math.log2(want))))
+
+
+def _pq_code(dim: int) -> str:
+    """4-bit fast-scan PQ with about 4 dimensions per sub-quantizer, or SQ8 if ``dim`` does not split."""
+    for per in (4, 2, 8, 5, 3, 6):
+        m = dim // per
+        if dim % per == 0 and m % 2 == 0 and m > 0:
+            return f"PQ{m}x4fs"
+    return "SQ8"
+
+
+def choose(n: int, dim: int, recall: float = 0.95) -> IndexPlan:
+    """The index type for ``n`` vectors of ``dim`` dimensions at a recall@10 target."""
+    if not 0 < recall <= 1:
+        raise IndexConfigError(f"recall target must be in (0, 1]; got {recall}")
+    if recall >= EXACT_RECALL:
+        return IndexPlan("Flat", 1.0, {}, f"recall target {recall} needs exact search", recall)
+    if n < FLAT_MAX:
+        return IndexPlan("Flat", 1.0, {}, f"{n:,} vectors < {FLAT_MAX:,}: exact search is fast enough", recall)
+    if n < IVF_FLAT_MAX:
+        return IndexPlan(f"IVF{_nlist(n, 100)},Flat", None, {},
+                         f"{n:,} vectors: inverted lists with exact distances", recall)
+    return IndexPlan(f"IVF{_nlist(n, 1000)},{_pq_code(dim)},RFlat", None, {},
+                     f"{n:,} vectors: fast-scan PQ candidates re-ranked exactly", recall)
+
+
+def plan_for(spec: str, n: int, dim: int, recall: float = 0.95) -> IndexPlan:
+    """A plan for ``spec``: "auto" (see :func:`choose`) or any FAISS ``index_factory`` string."""
+    if spec in (None, "", "auto"):
+        return choose(n, dim, recall)
+    try:
+        faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise IndexConfigError(
+            f"{spec!r} is not a FAISS index_factory string ({str(exc).splitlines()[-1][:120]}); "
+            "examples: 'Flat', 'HNSW32', 'IVF1024,Flat', 'IVF1024,PQ64x4fs,RFlat', or 'auto'") from exc
+    return IndexPlan(spec, 1.0 if spec == "Flat" else None, {}, "chosen by the user", recall)
+
+
+def make(plan: IndexPlan, dim: int, metric: str) -> faiss.Index:
+    """An empty (untrained) index for ``plan``."""
+    return faiss.index_factory(dim, plan.spec, METRICS[check_metric(metric)])
+
+
+def train(index: faiss.Index, vectors: np.ndarray, seed: int = 0):
+    """Train ``index`` (no-op when it needs none) on a sample of ``vectors``."""
+    if index.is_trained:
+        return
+    ivf = _ivf(index)
+    need = ivf.nlist if ivf is not None else 1
+    if len(vectors) < need:
+        raise IndexConfigError(f"{len(vectors)} vectors cannot train an index with {need} lists: "
+                               "use a smaller nlist, 'Flat', or index_type='auto'")
+    cap = max(64 * need, 10_000)
+    if len(vectors) > cap:
+        rows = np.sort(np.random.default_rng(seed).choice(len(vectors), cap, replace=False))
+        vectors = vectors[rows]
+    if ivf is not None:
+        ivf.cp.seed = seed
+    index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def _ivf(index):
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _hnsw(index):
+    idx = faiss.downcast_index(index)
+    return idx if hasattr(idx, "hnsw") else None
+
+
+def apply_params(index: faiss.Index, params: dict):
+    """Set search-time parameters (``nprobe``, ``efSearch``, ``k_factor_rf``) by name."""
+    ps = faiss.ParameterSpace()
+    for name, value in params.items():
+        ps.set_index_parameter(index, name, value)
+
+
+def _settings(index: faiss.Index):
+    """Search settings from cheapest to most thorough."""
+    ivf, hnsw = _ivf(index), _hnsw(index)
+    refine = isinstance(faiss.downcast_index(index), faiss.IndexRefine)
+    if ivf is not None:
+        probes = [p for p in (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if p <= ivf.nlist]
+        if ivf.nlist not in probes:
+            probes.append(ivf.nlist)
+        for p in probes:
+            yield {"nprobe": p, **({"k_factor_rf": 4} if refine else {})}
+        if refine:
+            for kf in (8, 16, 32):
+                yield {"nprobe": probes[-1], "k_factor_rf": kf}
+    elif hnsw is not None:
+        for ef in (16, 32, 64, 128, 256, 512, 1024):
+            yield {"efSearch": ef}
+
+
+def measure_recall(index, vectors, metric: str, params: dict | None = None, n_queries: int = 500,
+                   k: int = RECALL_K, seed: int = 0, truth=None) -> float:
+    """Recall@k of ``index`` (holding ``vectors`` at positions 0..n-1) against exact search.
+
+    Queries are rows of the collection; each query's own row is left out of both lists.
+    """
+    n = len(vectors)
+    rows, gt = truth if truth is not None else ground_truth(vectors, metric, n_queries, k, seed)
+    if params:
+        apply_params(index, params)
+    _, got = index.search(vectors[rows], min(k + 1, n))
+    hits = 0
+    for r, g, a in zip(rows, gt, got):
+        g = [i for i in g if i != r][:k]
+        a = set(i for i in a if i != r and i >= 0)
+        hits += len(a.intersection(g)) / max(len(g), 1)
+    return hits / len(rows)
+
+
+def ground_truth(vectors, metric: str, n_queries: int = 500, k: int = RECALL_K, seed: int = 0):
+    """(query rows, exact top-(k+1) positions) for recall measurement."""
+    n = len(vectors)
+    rows = np.sort(np.random.default_rng(seed + 1).choice(n, min(n_queries, n), replace=False))
+    _, gt = faiss.knn(vectors[rows], vectors, min(k + 1, n), metric=METRICS[metric])
+    return rows, gt
+
+
+def tune(index, vectors, plan: IndexPlan, metric: str, target: float, seed: int = 0) -> IndexPlan:
+    """Pick the cheapest setting reaching ``target`` recall@10; record it in ``plan``."""
+    if plan.exact:
+        plan.expected_recall = 1.0
+        return plan
+    truth = ground_truth(vectors, metric, seed=seed)
+    best = None
+    for params in _settings(index):
+        r = measure_recall(index, vectors, metric, params, truth=truth)
+        log.debug("%s %s recall@10 %.3f", plan.spec, params, r)
+        if best is None or r > best[1] + 1e-9:
+            best = (params, r)
+        if r >= target:
+            best = (params, r)
+            break
+    if best is None:  # a type with no knob (e.g. IVF-less PQ): just measure it
+        best = ({}, measure_recall(index, vectors, metric, truth=truth))
+    params, r = best
+    if r < target:
+        log.warning("%s reaches recall@10 %.3f at best, below the target %.3f: "
+                    "pass index_type='Flat' for exact search", plan.spec, r, target)
+    apply_params(index, params)
+    plan.params, plan.expected_recall, plan.recall_target = dict(params), round(float(r), 4), target
+    return plan
