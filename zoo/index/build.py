@@ -84,8 +84,8 @@ def embed_files(model, files: list[str], work_dir, shard_size: int = 1024, batch
     done = [i for i in range(n_shards) if (work / f"shard-{i:05d}.json").is_file()]
     if done and progress:
         print(f"resuming: {len(done)} of {n_shards} shards already embedded in {work}", file=sys.stderr)
-    bar = Progress(len(files), "embedding", progress)
-    bar.update(sum(min(shard_size, len(files) - i * shard_size) for i in done))
+    left = len(files) - sum(min(shard_size, len(files) - i * shard_size) for i in done)
+    bar = Progress(left, "embedding", progress and left > 0)
     vecs, kept, skipped = [], [], []
     for i in range(n_shards):
         chunk = files[i * shard_size:(i + 1) * shard_size]
@@ -106,7 +106,7 @@ def embed_files(model, files: list[str], work_dir, shard_size: int = 1024, batch
         skipped += [tuple(s) for s in rec["skipped"]]
     bar.close()
     for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
+        log.warning("skipped %s", reason if str(path) in str(reason) else f"{path}: {reason}")
     dim = model.feature_dim
     return (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)), kept, skipped
 

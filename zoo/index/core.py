@@ -344,7 +344,7 @@ class ImageIndex:
         self._alive = np.ones(len(self._ids), bool)
         self._gpu_index = None
 
-    def duplicates(self, threshold: float = 0.95, k: int = 10) -> list[list[int]]:
+    def duplicates(self, threshold: float = 0.9, k: int = 10) -> list[list[int]]:
         """Groups of near-duplicate ids, largest first.
 
         Two items are linked when one is among the other's ``k`` nearest and their cosine

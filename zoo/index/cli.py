@@ -1,0 +1,149 @@
+"""``zoo index build|search|add|remove|info`` and ``zoo dedup``: register with :func:`add_parser`."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def _print_hits(res, sources):
+    for src, ids, scores, meta in zip(sources, res.ids, res.scores, res.metadata):
+        print(src)
+        for i, s, m in zip(ids, scores, meta):
+            if i >= 0:
+                print(f"  {s:8.4f}  {i:>8}  {(m or {}).get('path', json.dumps(m))}")
+
+
+def _cmd_build(a):
+    from zoo.index import build
+
+    work = Path(a.work_dir or f"{a.out}.work")
+    idx = build(a.dir, model=a.model, metric=a.metric, index_type=a.type, recall=a.recall,
+                input_size=a.input_size, batch_size=a.batch_size, work_dir=work, shard_size=a.shard_size)
+    idx.save(a.out)
+    if not a.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
+    p = idx.plan
+    print(f"indexed {len(idx)} images from {a.dir} into {a.out}: {p.spec}, expected recall@10 "
+          f"{p.expected_recall} ({p.reason})")
+    return 0
+
+
+def _cmd_search(a):
+    from zoo.index import load
+
+    idx = load(a.index)
+    res = idx.search(a.images, k=a.k)
+    kept = [str(s) for s in idx.model.last_sources]
+    if a.json:
+        print(json.dumps([{"query": q, "hits": [{"id": int(i), "score": float(s), "metadata": m}
+                                                for i, s, m in zip(ids, sc, me) if i >= 0]}
+                          for q, ids, sc, me in zip(kept, res.ids, res.scores, res.metadata)], indent=2))
+    else:
+        _print_hits(res, kept)
+    return 1 if idx.model.last_skipped else 0
+
+
+def _cmd_add(a):
+    from zoo.index import load
+
+    idx = load(a.index)
+    new = idx.add(a.images[0] if len(a.images) == 1 and Path(a.images[0]).is_dir() else a.images,
+                  batch_size=a.batch_size)
+    idx.save(a.index)
+    print(f"added {len(new)} images (ids {int(new.min())}..{int(new.max())}); {len(idx)} in {a.index}"
+          + (f"; skipped {len(idx.model.last_skipped)} unreadable" if idx.model.last_skipped else ""))
+    return 0
+
+
+def _cmd_remove(a):
+    from zoo.index import load
+
+    idx = load(a.index)
+    n = idx.remove(a.ids)
+    idx.save(a.index)
+    print(f"removed {n} of {len(a.ids)} ids; {len(idx)} left in {a.index}")
+    return 0 if n == len(set(a.ids)) else 1
+
+
+def _cmd_info(a):
+    from zoo.index import load
+
+    info = load(a.index, verify=not a.fast).info()
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_dedup(a):
+    from zoo.index import build, load
+
+    if Path(a.dir, "manifest.json").is_file():
+        idx = load(a.dir)
+    else:
+        idx = build(a.dir, model=a.model, input_size=a.input_size, batch_size=a.batch_size, index_type=a.type)
+    groups = idx.duplicates(threshold=a.threshold, k=a.k)
+    paths = [[(m or {}).get("path", str(i)) for i, m in zip(g, idx.metadata(g))] for g in groups]
+    if a.json:
+        print(json.dumps(paths, indent=2))
+    else:
+        for g in paths:
+            print("\n  ".join(g))
+        print(f"{len(groups)} groups of near-duplicates (cosine >= {a.threshold}), "
+              f"{sum(len(g) - 1 for g in groups)} redundant images", file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers):
+    """Register ``index`` (build|search|add|remove|info) and ``dedup`` on an argparse subparsers object."""
+    p = subparsers.add_parser("index", help="similarity search over image collections")
+    sub = p.add_subparsers(dest="index_command", required=True)
+
+    s = sub.add_parser("build", help="embed a folder of images and index it")
+    s.add_argument("dir")
+    s.add_argument("--out", required=True, help="index folder to write, e.g. photos.zidx")
+    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--input-size", type=int)
+    s.add_argument("--metric", default="cosine", choices=["cosine", "l2"])
+    s.add_argument("--type", default="auto", help="'auto' or a FAISS factory string (Flat, HNSW32, IVF1024,Flat)")
+    s.add_argument("--recall", type=float, default=0.95, help="recall@10 target for 'auto' (default 0.95)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--shard-size", type=int, default=1024, help="images per resumable shard")
+    s.add_argument("--work-dir", help="keep shards here (default OUT.work, removed on success); "
+                                      "re-run the same command to resume an interrupted build")
+    s.set_defaults(func=_cmd_build)
+
+    s = sub.add_parser("search", help="nearest indexed images to query images")
+    s.add_argument("index")
+    s.add_argument("images", nargs="+")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_search)
+
+    s = sub.add_parser("add", help="add image files or a folder to an index")
+    s.add_argument("index")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.set_defaults(func=_cmd_add)
+
+    s = sub.add_parser("remove", help="remove items by id")
+    s.add_argument("index")
+    s.add_argument("ids", nargs="+", type=int)
+    s.set_defaults(func=_cmd_remove)
+
+    s = sub.add_parser("info", help="show an index's model, type, expected recall and size")
+    s.add_argument("index")
+    s.add_argument("--fast", action="store_true", help="skip checksum verification")
+    s.set_defaults(func=_cmd_info)
+
+    s = subparsers.add_parser("dedup", help="near-duplicate groups in a folder (or a built index)")
+    s.add_argument("dir")
+    s.add_argument("--model", default="efficientnet_lite0")
+    s.add_argument("--input-size", type=int)
+    s.add_argument("--threshold", type=float, default=0.9, help="cosine similarity to call two images duplicates")
+    s.add_argument("-k", type=int, default=10, help="neighbours examined per image")
+    s.add_argument("--type", default="auto")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_dedup)
+    return p
