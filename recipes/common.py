@@ -1,0 +1,137 @@
+"""Shared pieces of the recipes: typed errors, model resolution, embedding, folder I/O."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import zoo
+from zoo.errors import ZooError
+
+
+class RecipeError(ZooError, ValueError):
+    """Base class of the errors the recipes raise on purpose."""
+
+
+class NotFittedError(RecipeError):
+    """A classifier used before ``fit``."""
+
+
+class NotCalibratedError(RecipeError):
+    """A decision asked for before a threshold was calibrated or set."""
+
+
+class MissingDependencyError(RecipeError, ImportError):
+    """An optional package that a feature needs is not installed."""
+
+
+class SavedRecipeError(RecipeError):
+    """A folder that is not a saved recipe of the expected kind."""
+
+
+def resolve_model(model, input_size: int | None = None):
+    """None, a ZooModel, or a registry name / saved-model folder for ``zoo.load``."""
+    if model is None or (hasattr(model, "embed") and hasattr(model, "fingerprint")):
+        return model
+    return zoo.load(model, input_size=input_size)
+
+
+def is_embeddings(x) -> bool:
+    """A 2-D float array is taken as precomputed embeddings (no image is 2-D in a batch)."""
+    return isinstance(x, np.ndarray) and x.ndim == 2 and np.issubdtype(x.dtype, np.floating)
+
+
+def embed(model, x, batch_size: int = 64) -> np.ndarray:
+    """(N, D) float32 embeddings of images ``x`` (or ``x`` itself if already embeddings)."""
+    if is_embeddings(x):
+        if model is not None and x.shape[1] != model.feature_dim:
+            raise RecipeError(f"embeddings have {x.shape[1]} dimensions but {model.name} makes "
+                              f"{model.feature_dim}: embed with the same model or pass images")
+        return np.asarray(x, np.float32)
+    if model is None:
+        raise RecipeError("this object has no model, so it takes only precomputed embeddings (a 2-D float "
+                          "array); pass model='efficientnet_lite0' (or a ZooModel) to use images")
+    return model.embed(x, batch_size=batch_size, progress=False)
+
+
+def model_record(model) -> dict | None:
+    if model is None:
+        return None
+    src = getattr(model, "weights_source", None)
+    return {"name": model.name, "input_size": model.input_size, "fingerprint": model.fingerprint(),
+            "source": src if src and Path(src).is_dir() else None}
+
+
+def load_recorded_model(rec: dict | None):
+    """Re-load the model a recipe was saved with and check its fingerprint."""
+    if rec is None:
+        return None
+    m = zoo.load(rec["source"]) if rec.get("source") and Path(rec["source"]).is_dir() \
+        else zoo.load(rec["name"], input_size=rec["input_size"])
+    if m.fingerprint() != rec["fingerprint"]:
+        raise SavedRecipeError(f"the model loaded now ({m.fingerprint()}) differs from the one this was fitted "
+                               f"with ({rec['fingerprint']}): pass that model to load(..., model=...) or refit")
+    return m
+
+
+def labelled_folder(root) -> tuple[list[str], list[str]]:
+    """(file paths, labels) from a class-per-subfolder folder."""
+    from zoo.images import list_image_files
+
+    root = Path(root)
+    if not root.is_dir():
+        raise RecipeError(f"{root} is not a folder of class subfolders")
+    files, labels = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = list_image_files(sub)
+        files += [str(f) for f in found]
+        labels += [sub.name] * len(found)
+    if not files:
+        raise RecipeError(f"no images in subfolders of {root}: expected {root}/<class>/<image files>")
+    return files, labels
+
+
+def write_folder(path, files: dict) -> Path:
+    """Write ``{name: bytes | str | dict | ndarray}`` as a folder, built aside then swapped in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        for name, content in files.items():
+            f = tmp / name
+            if isinstance(content, dict):
+                f.write_text(json.dumps(content, indent=2))
+            elif isinstance(content, np.ndarray):
+                with open(f, "wb") as fh:
+                    np.save(fh, content)
+            elif callable(content):
+                content(f)
+            else:
+                f.write_bytes(content.encode() if isinstance(content, str) else content)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_config(path, kind: str) -> dict:
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        raise SavedRecipeError(f"{path} has no config.json: not a folder written by {kind}.save()")
+    try:
+        cfg = json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise SavedRecipeError(f"{f} is not valid JSON ({exc}): save it again") from exc
+    if cfg.get("kind") != kind:
+        raise SavedRecipeError(f"{path} holds a {cfg.get('kind')!r}, not a {kind!r}")
+    return cfg
