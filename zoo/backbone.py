@@ -49,7 +49,11 @@ def build_network(entry: ModelEntry, input_size: int, weights="imagenet") -> tup
 def find_taps(net: keras.Model, entry: ModelEntry, input_size: int) -> dict:
     """Symbolic tensors: ``body`` (last feature map) and pyramid levels ``P2``..``P5``."""
     layers = net.layers
-    pool_at = next((i for i, l in enumerate(layers) if isinstance(l, _POOL_TYPES)), None)
+    # the head's pooling is the last one (squeeze-excite blocks pool too)
+    # (MobileNetV3 flattens its logits after that, so a Flatten counts only without one: VGG)
+    pools = [i for i, l in enumerate(layers) if isinstance(l, _POOL_TYPES[:2])]
+    pools = pools or [i for i, l in enumerate(layers) if isinstance(l, keras.layers.Flatten)]
+    pool_at = pools[-1] if pools else None
     body = layers[pool_at].input if pool_at is not None else net.output
     stop = pool_at if pool_at is not None else len(layers)
     pattern = re.compile(entry.block_pattern) if entry.block_pattern else None
@@ -58,7 +62,7 @@ def find_taps(net: keras.Model, entry: ModelEntry, input_size: int) -> dict:
         out = layer.output
         if isinstance(out, (list, tuple)) or len(out.shape) != 4 or out.shape[1] is None:
             continue
-        level = round(math.log2(input_size / out.shape[1]))
+        level = _level(input_size, out.shape[1])
         if 2 <= level <= 5:
             any_layer[level] = out
             if pattern and pattern.search(layer.name):
@@ -68,7 +72,12 @@ def find_taps(net: keras.Model, entry: ModelEntry, input_size: int) -> dict:
         t = matched.get(level, any_layer.get(level))
         if t is not None:
             taps[f"P{level}"] = t
-    body_level = round(math.log2(input_size / body.shape[1])) if body.shape[1] else 5
+    body_level = _level(input_size, body.shape[1]) if body.shape[1] else 5
     if body_level == 5:
         taps["P5"] = body
     return taps
+
+
+def _level(input_size: int, height: int) -> int:
+    """Pyramid level (log2 of the stride); valid-padding nets shrink a little more than 2x."""
+    return round(math.log2(input_size / max(height, 1)) - 0.2)

@@ -1,0 +1,54 @@
+"""Every registry entry, random-init at a tiny size: builds, embeds with the declared
+feature dim, gives a P2..P5 pyramid, fine-tunes one step, saves and reloads identically."""
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.registry import get_entry
+
+BIG = {n for n in zoo.list_models() if get_entry(n).params_m > 40 or get_entry(n).gmacs > 10}
+
+
+def _params(name):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in zoo.list_models()]
+
+
+@pytest.mark.parametrize("name", _params(None))
+def test_entry_harness(name, tmp_path, rng):
+    entry = get_entry(name)
+    size = 64 if entry.min_input_size <= 32 else 139  # valid-padding nets need more
+    m = zoo.load(name, weights=None, input_size=size)
+    if entry.family != "vgg":  # VGG's dense head depends on the input size
+        assert m.keras_model.count_params() / 1e6 == pytest.approx(entry.params_m, abs=0.01)
+
+    x = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)  # any size: resized by the model
+    e = m.embed(x, progress=False)
+    assert e.shape == (3, entry.feature_dim) and e.dtype == np.float32 and np.isfinite(e).all()
+
+    feats = m.features(x[:1])
+    assert list(feats) == ["P2", "P3", "P4", "P5"]
+    for level, stride in (("P2", 4), ("P3", 8), ("P4", 16), ("P5", 32)):
+        h = feats[level].shape[1]  # valid padding (Inception, Xception) shrinks a little more
+        assert size / stride / 1.35 - 1 <= h <= size / stride + 1, (level, feats[level].shape)
+    assert feats["P5"].shape[-1] == entry.feature_dim
+
+    y = np.array([0, 1, 0, 1])
+    clf = m.finetune((rng.integers(0, 256, (4, 32, 32), dtype=np.uint8), y), epochs=1, head_epochs=1,
+                     batch_size=4, val_fraction=0, augment="none", verbose=0, run_eagerly=True)
+    assert len(clf.history["loss"]) == 2 and np.isfinite(clf.history["loss"]).all()
+    clf.save(tmp_path / "m")
+    again = zoo.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict(x, batch_size=4), clf.predict(x, batch_size=4), atol=1e-5)
+    keras.backend.clear_session()
+
+
+def test_registry_records_match_the_computed_cost():
+    from zoo.architectures.efficientnet_lite import EfficientNetLite
+    from zoo.flops import count_macs
+
+    for v in ("lite0", "lite1", "lite2"):
+        e = get_entry(f"efficientnet_{v}")
+        net = EfficientNetLite(v)
+        assert net.count_params() / 1e6 == pytest.approx(e.params_m, abs=0.01)
+        assert count_macs(net) / 1e9 == pytest.approx(e.gmacs, abs=0.01)
