@@ -5,6 +5,7 @@ parallel input pipeline (measured here about 2x faster than ``model.predict``).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,6 +31,20 @@ log = logging.getLogger(__name__)
 FORMAT = "zoo.model"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.weights.h5"
+
+
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build Keras layers under a dtype policy, restoring the previous one after."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 class Progress:
@@ -61,7 +76,16 @@ class ZooModel:
     """A registry backbone, optionally with a trained classification head."""
 
     def __init__(self, entry: ModelEntry, input_size: int | None = None, weights="imagenet",
-                 *, _network=None):
+                 *, precision: str = "float32", _network=None):
+        """``precision="bfloat16"`` computes in bfloat16 (weights stay float32): faster for
+        ResNet-style nets on CPUs with AMX, slower for depthwise nets (see bench/embed.py)."""
+        if precision not in PRECISIONS:
+            raise ZooError(f"precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
+        self.precision = precision
+        with dtype_policy(PRECISIONS[precision]):
+            self._build(entry, input_size, weights, _network)
+
+    def _build(self, entry, input_size, weights, _network):
         self.entry = entry
         self.input_size = int(input_size or entry.input_size)
         self.preprocessing: Preprocessing = entry.preprocessing
@@ -237,18 +261,19 @@ def _replace_dir(new: Path, dest: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load(name_or_path, weights="imagenet", input_size: int | None = None) -> ZooModel:
+def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32") -> ZooModel:
     """Load a registry model by name (``"efficientnet_lite0"``) or a folder written by ``save``.
 
     ``weights``: "imagenet" (default, verified by checksum), a weight-file path, or None for
-    random init. ``input_size`` overrides the entry's resolution.
+    random init. ``input_size`` overrides the entry's resolution; ``precision`` may be
+    "bfloat16" (CPU with AMX) or "float16" (GPU).
     """
     p = Path(str(name_or_path)).expanduser()
     if p.is_dir():
         return load_folder(p)
     if isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
         raise SavedModelError(f"{p} is not a model folder")
-    return ZooModel(get_entry(str(name_or_path)), input_size, weights)
+    return ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
 
 
 def load_folder(path: Path) -> ZooModel:

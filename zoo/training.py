@@ -7,7 +7,6 @@ validation weights. Works under any ``tf.distribute`` strategy.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sys
@@ -24,7 +23,7 @@ from zoo import plots
 from zoo.augment import build_augmentation
 from zoo.errors import DataError
 from zoo.layers import Normalize
-from zoo.model import Progress, ZooModel
+from zoo.model import PRECISIONS, Progress, ZooModel, dtype_policy
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +184,10 @@ class _Throughput(keras.callbacks.Callback):
 
 
 def _policy(precision: str) -> str:
+    """Keras dtype policy: mixed float16 on GPU by default, float32 on CPU (bfloat16 on request)."""
     if precision == "auto":
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    return precision
-
-
-@contextlib.contextmanager
-def _dtype_policy(name):
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(old)
+    return PRECISIONS.get(precision, precision)
 
 
 def _unfreeze(clf: FineTunedClassifier, unfreeze):
@@ -240,9 +230,10 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
     steps = max(1, math.ceil(n_train / cfg.batch_size))
     rebuild = policy != "float32" or not isinstance(strategy, type(tf.distribute.get_strategy()))
 
-    with strategy.scope(), _dtype_policy(policy):
+    with strategy.scope(), dtype_policy(policy):
         if rebuild:  # variables must be created under the strategy and policy
-            body = ZooModel(model.entry, size, weights=None)
+            body = ZooModel(model.entry, size, weights=None,
+                            precision={v: k for k, v in PRECISIONS.items()}[policy])
             body.feature_network.set_weights(model.feature_network.get_weights())
         else:
             body = model

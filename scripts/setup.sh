@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine (Python 3.11, pip, apt): the Debian Fashion-MNIST
+# package, a virtual environment in .venv with the requirements, and zoo in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+if [ "${WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q --no-deps -e .
+  touch .venv/.installed
+fi

@@ -1,0 +1,115 @@
+"""Fine-tuning on real Fashion-MNIST beats the frozen-feature linear probe; round trips."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from zoo import data
+from zoo.training import FineTunedClassifier
+
+
+@pytest.fixture(scope="module")
+def small(fmnist_train, fmnist_test):
+    return fmnist_train.subset(per_class=200, seed=1), fmnist_test.subset(per_class=100, seed=2)
+
+
+@pytest.fixture(scope="module")
+def lite0_64():
+    return zoo.load("efficientnet_lite0", input_size=64)
+
+
+@pytest.fixture(scope="module")
+def finetuned(lite0_64, small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft")
+    clf = lite0_64.finetune(small[0], epochs=4, head_epochs=10, verbose=0, out_dir=out)
+    return clf, out
+
+
+@pytest.mark.slow
+def test_finetune_beats_linear_probe_and_floor(lite0_64, small, finetuned):
+    train, test = small
+    probe = lite0_64.finetune(train, epochs=0, head_epochs=10, verbose=0)
+    probe_acc = probe.evaluate(test)["accuracy"]
+    clf, out = finetuned
+    acc = clf.evaluate(test)["accuracy"]
+    assert acc >= 0.84, acc          # floor on 1000 real test images (measured 0.87)
+    assert acc > probe_acc + 0.02, (acc, probe_acc)
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert (out / "confusion_val.png").stat().st_size > 10_000
+    assert (out / "best.weights.h5").is_file()
+
+
+@pytest.mark.slow
+def test_save_load_identical_predictions(finetuned, small, tmp_path):
+    clf, _ = finetuned
+    test = small[1]
+    clf.save(tmp_path / "fm")
+    cfg = json.loads((tmp_path / "fm" / "config.json").read_text())
+    assert cfg["labels"] == data.FASHION_MNIST_CLASSES and cfg["base_model"] == "efficientnet_lite0"
+    assert cfg["input_size"] == 64 and cfg["preprocessing"]["mean"] == [127.0] * 3
+    again = zoo.load(tmp_path / "fm")
+    assert isinstance(again, FineTunedClassifier) and again.labels == clf.labels
+    np.testing.assert_array_equal(again.predict(test.images[:200]).argmax(1), clf.predict(test.images[:200]).argmax(1))
+    np.testing.assert_allclose(again.predict(test.images[:50]), clf.predict(test.images[:50]), atol=1e-6)
+    top = again.classify(test.images[:1], top_k=2)[0]
+    assert top[0][1] in data.FASHION_MNIST_CLASSES
+
+
+def test_sklearn_classifier_on_embeddings(lite0_64, fmnist_train, fmnist_test):
+    """Transfer learning with any sklearn-style classifier on frozen features."""
+    from sklearn.linear_model import LogisticRegression
+
+    tr, te = fmnist_train.subset(per_class=50, seed=3), fmnist_test.subset(per_class=30, seed=4)
+    clf = LogisticRegression(max_iter=2000).fit(lite0_64.embed(tr.images, progress=False), tr.labels)
+    acc = (clf.predict(lite0_64.embed(te.images, progress=False)) == te.labels).mean()
+    assert acc > 0.70, acc
+
+
+def test_save_is_atomic_and_corrupt_folders_are_refused(lite0_64, tmp_path, monkeypatch):
+    x, y = np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 0, 1])
+    clf = lite0_64.finetune((x, y), epochs=0, head_epochs=1, val_fraction=0, verbose=0)
+    clf.save(tmp_path / "m")
+    before = (tmp_path / "m" / "config.json").read_text()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(clf.classifier_model, "save_weights", boom)
+    with pytest.raises(OSError):
+        clf.save(tmp_path / "m")
+    monkeypatch.undo()
+    assert (tmp_path / "m" / "config.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folders left behind
+
+    w = tmp_path / "m" / "model.weights.h5"
+    w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(zoo.ChecksumMismatchError):
+        zoo.load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(zoo.SavedModelError):
+        zoo.load(tmp_path / "m")
+
+
+def test_tf_dataset_and_mirrored_strategy(lite0_64, fmnist_train):
+    """finetune under a one-device MirroredStrategy from a batched tf.data.Dataset."""
+    tr = fmnist_train.subset(per_class=8, seed=5)
+    ds = tf.data.Dataset.from_tensor_slices((tr.images, tr.labels)).batch(16)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    clf = lite0_64.finetune(ds, epochs=1, head_epochs=2, batch_size=16, verbose=0, strategy=strategy,
+                            class_names=data.FASHION_MNIST_CLASSES)
+    assert clf.labels == data.FASHION_MNIST_CLASSES
+    assert len(clf.history["loss"]) == 3 and np.isfinite(clf.history["loss"]).all()
+    assert clf.predict(tr.images[:4]).shape == (4, 10)
+
+
+def test_unfreeze_last_stages_only(lite0_64, fmnist_train):
+    from zoo.training import _unfreeze
+
+    clf = FineTunedClassifier(lite0_64, ["a", "b"])
+    _unfreeze(clf, 1)
+    trainable = [l.name for l in clf.network.layers if l.trainable and l.weights]
+    assert trainable and all(n.startswith(("block1", "head")) for n in trainable), trainable[:5]
+    assert not any("bn" in n for n in trainable)
+    _unfreeze(clf, "all")
+    assert clf.network.get_layer("stem_conv").trainable and not clf.network.get_layer("stem_bn").trainable
