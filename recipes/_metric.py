@@ -21,7 +21,7 @@ def _loss_fn(kind: str, temperature: float, margin: float):
 
 
 def train_linear_head(e: np.ndarray, y: np.ndarray, loss: str = "supcon", steps: int = 300, lr: float = 1e-3,
-                      anchor: float = 0.1, classes_per_batch: int = 16, per_class: int = 16,
+                      anchor: float = 0.3, classes_per_batch: int = 16, per_class: int = 16,
                       temperature: float = 0.1, margin: float = 0.5, seed: int = 0) -> tuple[np.ndarray, dict]:
     """(W (D, D), history): embeddings ``e @ W`` (then L2-normalised) trained on labels ``y``."""
     tf.random.set_seed(seed)

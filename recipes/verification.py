@@ -161,7 +161,7 @@ class Verifier:
 
     # ---- metric fine-tuning -----------------------------------------------------------------
     def finetune(self, images, labels, loss: str = "supcon", steps: int = 300, lr: float = 1e-3,
-                 anchor: float = 0.1, classes_per_batch: int = 16, per_class: int = 16,
+                 anchor: float = 0.3, classes_per_batch: int = 16, per_class: int = 16,
                  temperature: float = 0.1, margin: float = 0.5, seed: int = 0) -> dict:
         """Train the head on labelled images (or embeddings); returns ``{"loss": [...]}``.
 
