@@ -176,7 +176,10 @@ def from_files(paths, size: int, batch_size: int = 32, method: str = "bilinear")
         ok.append(str(p))
         kinds.append(kind)
         ratios.append(ratio)
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(ok), dtype=np.int64), ok,
+    if not ok:
+        first = skipped[0][1] if skipped else "no files given"
+        raise ImageError(f"none of the {len(paths)} images could be read (first: {first})")
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(ok), dtype=np.int64), np.array(ok, dtype=str),
                                              np.array(kinds, np.int32), np.array(ratios, np.int32)))
     ds = ds.map(lambda i, p, k, r: (i, _decode_file(p, k, r, size, method)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -200,6 +203,10 @@ def from_arrays(images, size: int, batch_size: int = 32, method: str = "bilinear
                 f"got {images.shape}")
         if len(a) == 0:
             raise InputShapeError("no images given (array of length 0)")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise InputShapeError("images contain NaN or infinite values")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise InputShapeError(f"unsupported image dtype {a.dtype}")
         n = len(a)
 
         def gen():
