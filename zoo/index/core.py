@@ -2,8 +2,8 @@
 
 Vectors sit in the FAISS index at positions 0..n-1; ``ids`` maps position -> user id (int64,
 never reused). ``remove`` marks positions dead and searches skip them; once dead rows pass
-``COMPACT_FRACTION`` (and on ``save``) the index is rebuilt from its own stored vectors, so
-every index type, HNSW included, supports removal.
+``COMPACT_FRACTION`` the index is rebuilt from its own stored vectors, so every index type,
+HNSW included, supports removal. Dead rows are saved as such: saving never rebuilds.
 """
 from __future__ import annotations
 
@@ -378,22 +378,23 @@ class ImageIndex:
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write to the folder ``path`` (e.g. ``photos.zidx``) atomically; removed rows are dropped."""
-        self.compact()
+        """Write to the folder ``path`` (e.g. ``photos.zidx``) atomically (see ``zoo.index.store``)."""
         manifest = {"model": self.model_info, "metric": self.metric, "dim": self.dim, "count": len(self),
+                    "dead": int((~self._alive).sum()),
                     "next_id": self._next_id, "index": self.plan.to_dict()}
-        self.path = store.save(path, self._index, manifest, self._ids, self._meta)
+        self.path = store.save(path, self._index, manifest, self._ids, self._alive, self._meta)
         return self.path
 
     @classmethod
     def load(cls, path, model=None, gpu="auto", verify: bool = True) -> "ImageIndex":
         """Read an index folder; ``model`` (a ZooModel) is checked against the recorded fingerprint."""
-        doc, index, ids, meta = store.load(path, verify)
+        doc, index, ids, alive, meta = store.load(path, verify)
         plan = choice.IndexPlan.from_dict(doc["index"])
         if plan.params:
             choice.apply_params(index, plan.params)
         out = cls(index, plan, doc["metric"], ids=ids, metadata=meta, next_id=doc.get("next_id", 0),
                   model_info=doc.get("model"), gpu=gpu)
+        out._alive = alive
         if model is not None:
             out.model = model
         out.path = Path(path)

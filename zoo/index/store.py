@@ -4,7 +4,8 @@
 - ``manifest.json``: format, model name + fingerprint, metric, index type and expected recall,
   library versions, and the name, size and SHA-256 of each data file;
 - ``index-<token>.faiss``: the FAISS index (``faiss.write_index``);
-- ``items-<token>.sqlite``: one row per vector (position, id, JSON metadata).
+- ``items-<token>.sqlite``: one row per vector (position, id, live flag, JSON metadata); rows
+  removed since the last compaction stay, flagged dead, so a save never has to rebuild the index.
 
 A save writes new data files under fresh names, fsyncs them, then replaces ``manifest.json``
 with ``os.replace``: that rename is the commit. A crash before it leaves the previous manifest
@@ -55,28 +56,31 @@ def _fsync(path: Path):
         os.close(fd)
 
 
-def _write_items(path: Path, ids: np.ndarray, metadata: dict):
+def _write_items(path: Path, ids: np.ndarray, alive: np.ndarray, metadata: dict):
     con = sqlite3.connect(path)
     try:
-        con.execute("CREATE TABLE items (pos INTEGER PRIMARY KEY, id INTEGER NOT NULL UNIQUE, meta TEXT)")
-        con.executemany("INSERT INTO items VALUES (?, ?, ?)",
-                        ((p, int(i), json.dumps(metadata.get(int(i)) or {})) for p, i in enumerate(ids)))
+        con.execute("CREATE TABLE items (pos INTEGER PRIMARY KEY, id INTEGER NOT NULL, alive INTEGER NOT NULL, "
+                    "meta TEXT)")
+        con.executemany("INSERT INTO items VALUES (?, ?, ?, ?)",
+                        ((p, int(i), int(a), json.dumps(metadata.get(int(i)) or {}) if a else None)
+                         for p, (i, a) in enumerate(zip(ids, alive))))
         con.commit()
     finally:
         con.close()
 
 
-def _read_items(path: Path) -> tuple[np.ndarray, dict]:
+def _read_items(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT id, meta FROM items ORDER BY pos").fetchall()
+        rows = con.execute("SELECT id, alive, meta FROM items ORDER BY pos").fetchall()
     finally:
         con.close()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return ids, {int(i): json.loads(m) for i, m in rows if m and m != "{}"}
+    alive = np.fromiter((r[1] for r in rows), dtype=bool, count=len(rows))
+    return ids, alive, {int(i): json.loads(m) for i, a, m in rows if a and m and m != "{}"}
 
 
-def save(path, index: faiss.Index, manifest: dict, ids: np.ndarray, metadata: dict) -> Path:
+def save(path, index: faiss.Index, manifest: dict, ids: np.ndarray, alive: np.ndarray, metadata: dict) -> Path:
     """Write ``index`` + items + ``manifest`` to the folder ``path``; atomic per the module doc."""
     path = Path(path)
     if path.exists() and not (path.is_dir() and ((path / MANIFEST).is_file() or not any(path.iterdir()))):
@@ -85,7 +89,7 @@ def save(path, index: faiss.Index, manifest: dict, ids: np.ndarray, metadata: di
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
         try:
-            save(tmp, index, manifest, ids, metadata)
+            save(tmp, index, manifest, ids, alive, metadata)
             os.replace(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -93,7 +97,7 @@ def save(path, index: faiss.Index, manifest: dict, ids: np.ndarray, metadata: di
     token = secrets.token_hex(4)
     names = {"index": f"index-{token}.faiss", "items": f"items-{token}.sqlite"}
     faiss.write_index(index, str(path / names["index"]))
-    _write_items(path / names["items"], ids, metadata)
+    _write_items(path / names["items"], ids, alive, metadata)
     files = {}
     for key, name in names.items():
         _fsync(path / name)
@@ -135,8 +139,8 @@ def read_manifest(path) -> dict:
     return doc
 
 
-def load(path, verify: bool = True) -> tuple[dict, faiss.Index, np.ndarray, dict]:
-    """(manifest, FAISS index, ids by position, metadata by id) from the folder ``path``.
+def load(path, verify: bool = True) -> tuple[dict, faiss.Index, np.ndarray, np.ndarray, dict]:
+    """(manifest, FAISS index, ids and live flags by position, metadata by id) from ``path``.
 
     ``verify`` checks each file's SHA-256 against the manifest (about 1 s per GB).
     """
@@ -160,9 +164,9 @@ def load(path, verify: bool = True) -> tuple[dict, faiss.Index, np.ndarray, dict
         raise IndexCorruptError(f"{files['index']} could not be read by FAISS ({str(exc).splitlines()[-1][:160]}): "
                                 "rebuild the index") from exc
     try:
-        ids, metadata = _read_items(files["items"])
+        ids, alive, metadata = _read_items(files["items"])
     except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
         raise IndexCorruptError(f"{files['items']} is not a readable item table ({exc}): rebuild the index") from exc
     if len(ids) != index.ntotal:
         raise IndexCorruptError(f"{path}: {index.ntotal} vectors but {len(ids)} item rows: rebuild the index")
-    return doc, index, ids, metadata
+    return doc, index, ids, alive, metadata
