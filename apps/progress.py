@@ -1,0 +1,98 @@
+"""A Keras callback that draws training progress and curves on a Streamlit page as it trains."""
+from __future__ import annotations
+
+import time
+
+import keras
+import pandas as pd
+import streamlit as st
+
+
+class StreamlitProgress(keras.callbacks.Callback):
+    """Progress bar per batch and loss/accuracy curves per epoch, across training phases.
+
+    ``phases``: ``[(name, epochs), ...]`` in the order ``fit`` is called (for the zoo's
+    fine-tuning: the head on cached features, then the unfrozen network). Each ``fit`` call
+    starts the next phase. Drawing is throttled to ``every`` seconds per batch.
+    """
+
+    def __init__(self, phases, bar=None, chart=None, every: float = 0.3):
+        super().__init__()
+        self.phases = [(n, int(e)) for n, e in phases if int(e) > 0]
+        self.total = max(1, sum(e for _, e in self.phases))
+        self.bar = bar if bar is not None else st.progress(0.0, text="starting")
+        self.chart = chart if chart is not None else st.empty()
+        self.every = every
+        self.phase = -1
+        self.done = 0          # epochs finished over all phases
+        self.rows: list[dict] = []
+        self._last = 0.0
+
+    @property
+    def phase_name(self) -> str:
+        return self.phases[min(max(self.phase, 0), len(self.phases) - 1)][0] if self.phases else "training"
+
+    def on_train_begin(self, logs=None):
+        self.phase += 1
+        self.steps = int(self.params.get("steps") or 1)
+        self.epoch_in_phase = 0
+        self._draw_bar(0, force=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_in_phase = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._draw_bar(batch + 1, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.done += 1
+        logs = {k: float(v) for k, v in (logs or {}).items() if k in (
+            "loss", "accuracy", "val_loss", "val_accuracy")}
+        self.rows.append({"epoch": len(self.rows) + 1, "phase": self.phase_name, **logs})
+        self._draw_bar(self.steps, logs, force=True)
+        self.draw_curves()
+
+    def _draw_bar(self, batch, logs=None, force=False):
+        now = time.monotonic()
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        n_phase = self.phases[self.phase][1] if 0 <= self.phase < len(self.phases) else 1
+        frac = min(1.0, (self.done + min(batch, self.steps) / self.steps * (batch < self.steps)) / self.total)
+        loss = f" · loss {logs['loss']:.3f}" if logs and "loss" in logs else ""
+        self.bar.progress(frac, text=f"{self.phase_name}: epoch {self.epoch_in_phase + 1}/{n_phase} · "
+                                     f"batch {min(batch, self.steps)}/{self.steps}{loss}")
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def draw_curves(self):
+        df = self.frame()
+        if df.empty:
+            return
+        with self.chart.container():
+            draw_curves(df)
+
+
+def draw_curves(df: pd.DataFrame):
+    """Two line charts (loss, accuracy) of a per-epoch frame with train and val columns."""
+    cols = st.columns(2)
+    for col, metric in zip(cols, ("loss", "accuracy")):
+        ys = [c for c in (metric, f"val_{metric}") if c in df]
+        with col:
+            st.caption(metric)
+            if ys:
+                st.line_chart(df.set_index("epoch")[ys], height=220)
+
+
+def history_frame(history: dict) -> pd.DataFrame:
+    """A per-epoch frame from ``FineTunedClassifier.history`` (after training, or without callbacks)."""
+    n = len(history.get("loss", []))
+    starts = list(history.get("phase_starts", [])) or [0]
+    names = ["head (frozen backbone)", "full network"] if len(starts) == 2 else ["training"]
+    phase = [names[sum(e >= s for s in starts) - 1] if names else "" for e in range(n)]
+    df = pd.DataFrame({"epoch": range(1, n + 1), "phase": phase})
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if len(history.get(k, [])) == n:
+            df[k] = history[k]
+    return df
