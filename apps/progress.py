@@ -85,12 +85,13 @@ def draw_curves(df: pd.DataFrame):
                 st.line_chart(df.set_index("epoch")[ys], height=220)
 
 
-def history_frame(history: dict) -> pd.DataFrame:
-    """A per-epoch frame from ``FineTunedClassifier.history`` (after training, or without callbacks)."""
+def history_frame(history: dict, head_epochs: int = 0, epochs: int = 0) -> pd.DataFrame:
+    """A per-epoch frame from ``FineTunedClassifier.history`` (drawn after training)."""
     n = len(history.get("loss", []))
     starts = list(history.get("phase_starts", [])) or [0]
-    names = ["head (frozen backbone)", "full network"] if len(starts) == 2 else ["training"]
-    phase = [names[sum(e >= s for s in starts) - 1] if names else "" for e in range(n)]
+    names = [p for p, e in (("head (frozen backbone)", head_epochs), ("full network", epochs)) if e > 0]
+    names = names if len(names) == len(starts) else [f"phase {i + 1}" for i in range(len(starts))]
+    phase = [names[sum(e >= s for s in starts) - 1] for e in range(n)]
     df = pd.DataFrame({"epoch": range(1, n + 1), "phase": phase})
     for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if len(history.get(k, [])) == n:

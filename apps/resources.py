@@ -262,3 +262,9 @@ def folder_digest(folder: str) -> str:
     if (p / "manifest.json").is_file():
         return listing_digest([str(p / "manifest.json")])
     return listing_digest([str(f) for f in list_image_files(p)])
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def embed_one(image: np.ndarray, name: str = DEFAULT_MODEL, size: int | None = None) -> np.ndarray:
+    """(D,) embedding of one uploaded image, cached by content (reruns do not re-embed uploads)."""
+    return model(name, size).embed(image[None], progress=False)[0]

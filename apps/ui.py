@@ -175,14 +175,14 @@ def grid(items, columns: int = 6):
                     st.image(img, caption=caption, width="stretch")
 
 
-def zip_folder(folder) -> bytes:
-    """A zip (in memory) of ``folder``, its files under the folder's own name."""
+def zip_folder(folder, root: str | None = None) -> bytes:
+    """A zip (in memory) of ``folder``, its files under ``root`` (default: the folder's name)."""
     folder = Path(folder)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(folder.rglob("*")):
             if p.is_file():
-                z.write(p, Path(folder.name) / p.relative_to(folder))
+                z.write(p, Path(root or folder.name) / p.relative_to(folder))
     return buf.getvalue()
 
 

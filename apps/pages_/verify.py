@@ -1,2 +1,72 @@
+"""Verify: are two images of the same thing? (recipes.verification)"""
 import streamlit as st
-st.title("todo")
+
+from apps import resources as res
+from apps import samples, ui
+
+st.title("Verify")
+st.caption("Cosine similarity of two images' embeddings against a threshold calibrated on labelled pairs "
+           "at a chosen false-accept rate. Optionally, faces are found, levelled and cropped first (MTCNN).")
+
+HAS_MTCNN = ui.module_available("mtcnn")
+
+
+def pick(side: str, default: str):
+    """One side's image: a bundled sample or an upload; returns a Loaded or None."""
+    st.markdown(f"**Image {side}**")
+    src = st.radio("Source", ["Sample", "Upload"], horizontal=True, key=f"ver_src_{side}", label_visibility="collapsed")
+    if src == "Sample":
+        keys = list(samples.ALL)
+        key = st.selectbox("Sample", keys, index=keys.index(default), format_func=samples.label, key=f"ver_sample_{side}")
+        return ui.Loaded(samples.label(key), samples.load(key), "scikit-image sample")
+    up = ui.image_uploader(f"Image {side}", key=f"ver_up_{side}")
+    with ui.guard(f"read image {side}"):
+        return ui.read_upload(up)
+
+
+with ui.guard("verify"):
+    names = res.pretrained_names()
+    name = st.sidebar.selectbox("Model", names, key="ver_model")
+    face = st.toggle("Crop faces first (MTCNN)", value=False, disabled=not HAS_MTCNN, key="ver_face",
+                     help="finds the most confident face, levels the eyes and crops a square around it")
+    if not HAS_MTCNN:
+        st.caption("Face cropping needs the optional package `mtcnn` (Keras; weights inside the wheel): "
+                   "`pip install mtcnn`, then restart the app. Without it whole images are compared.")
+    ca, cb = st.columns(2)
+    with ca:
+        a = pick("A", "chelsea")
+    with cb:
+        b = pick("B", "chelsea:crop")
+
+    if a is None or b is None:
+        st.info("Choose two images.")
+        st.stop()
+    with st.spinner(f"Calibrating the threshold for {name} on Fashion-MNIST pairs (first time only, cached on disk)..."):
+        v = res.verifier(name)
+    images = [a.image, b.image]
+    if face:
+        with st.spinner("Finding faces..."):
+            crop = res.face_cropper()
+            images = [crop(x) for x in images]
+    with ca:
+        res.show_image(images[0], f"{a.name}: {a.note}" + (" (face crop)" if face else ""), 480)
+    with cb:
+        res.show_image(images[1], f"{b.name}: {b.note}" + (" (face crop)" if face else ""), 480)
+
+    score = float(v.score(images[0], images[1]))
+    cal = v.calibration or {}
+    manual = st.toggle("Set the threshold by hand", key="ver_manual")
+    threshold = st.slider("Threshold", -1.0, 1.0, float(v.threshold), 0.01, key="ver_thr") if manual else float(v.threshold)
+    same = score >= threshold
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Cosine similarity", f"{score:.3f}")
+    c2.metric("Threshold" + (" (by hand)" if manual else " (calibrated)"), f"{threshold:.3f}")
+    c3.metric("Decision", "same" if same else "different")
+    (st.success if same else st.warning)(
+        f"**{'Same' if same else 'Different'}**: similarity {score:.3f} is "
+        f"{'at or above' if same else 'below'} the threshold {threshold:.3f}.")
+    if cal:
+        st.caption(f"Calibrated threshold {v.threshold:.3f}: false-accept rate {cal.get('far', float('nan')):.2%} and "
+                   f"true-accept rate {cal.get('tar', float('nan')):.1%} on {cal.get('data', 'labelled pairs')} "
+                   f"(target FAR {cal.get('target', res.VERIFY_FAR):g}). Photos of other kinds score differently: "
+                   "calibrate on pairs like yours (recipes.verification.Verifier.calibrate) for real decisions.")
