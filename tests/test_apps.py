@@ -1,0 +1,360 @@
+"""Each Streamlit page under ``streamlit.testing.v1.AppTest``: it runs without an exception and shows
+what it should for real input (scikit-image photos, Fashion-MNIST, crafted bad files).
+
+Models are shared across tests through ``st.cache_resource`` (one process); the apps' disk cache
+goes to a temporary ``ZOO_HOME`` so the first-visit path (build, save) is what runs.
+"""
+import io
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+HOME = Path(__file__).resolve().parent.parent / "apps" / "Home.py"
+TIMEOUT = 240
+CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zoo_home(tmp_path_factory):
+    old = os.environ.get("ZOO_HOME")
+    home = tmp_path_factory.mktemp("zoo_home")
+    os.environ["ZOO_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("ZOO_HOME", None)
+    else:
+        os.environ["ZOO_HOME"] = old
+
+
+def page(name: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if name:
+        at.switch_page(f"pages_/{name}.py").run()
+    return at
+
+
+def ok(at: AppTest):
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def png(a, mode=None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample(key: str) -> np.ndarray:
+    from apps import samples
+
+    return np.clip(samples.load(key), 0, 255).astype(np.uint8)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height``: a decompression bomb's calling card."""
+    data = bytearray(png(np.zeros((1, 1), np.uint8)))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13]))
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def markdown(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def fmnist(split="test"):
+    from zoo import data
+
+    return data.fashion_mnist(split)
+
+
+# ---- overview and model zoo ------------------------------------------------------------------
+def test_overview_lists_pages_and_machine_status():
+    at = ok(page())
+    assert "zoo" in at.title[0].value
+    assert {p.proto.label for p in at.get("page_link")} >= {"Model zoo", "Classify", "Similarity search", "Few-shot",
+                                                            "Verify", "Fine-tune"}
+    m = metrics(at)
+    assert m["Registry entries"] == "38" and int(m["With weights here"]) >= 3
+
+
+def test_model_zoo_table_has_every_entry_and_filters():
+    import zoo
+
+    at = ok(page("model_zoo"))
+    df = at.dataframe[0].value
+    assert len(df) == len(zoo.list_models()) == 38
+    assert {"name", "input", "params (M)", "GFLOPs", "feature dim", "top-1 (%)", "weights here", "license"} <= set(df)
+    assert set(df.loc[df["weights here"], "name"]) >= {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+    assert df.set_index("name").loc["resnet50", "feature dim"] == 2048
+    at.text_input[0].set_value("efficientnet_lite*").run()
+    assert sorted(ok(at).dataframe[0].value["name"]) == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    at.text_input[0].set_value("").run()
+    at.checkbox[0].check().run()
+    here = ok(at).dataframe[0].value
+    assert len(here) >= 3 and here["weights here"].all()
+    assert "of 38 models" in markdown(at)
+
+
+# ---- classify ------------------------------------------------------------------------------------
+def test_classify_bundled_cat_shows_cat_and_gradcam():
+    at = ok(page("classify"))
+    top = at.dataframe[0].value
+    assert len(top) == 5 and CAT_LABELS & set(top["label"])
+    assert top["probability"].is_monotonic_decreasing and top["probability"].sum() <= 1.0001
+    assert "Top-1:" in markdown(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert any("Grad-CAM" in c for c in captions), captions
+
+
+@pytest.mark.parametrize("name, data, note", [
+    ("coffee16.png", "uint16", "16-bit"),
+    ("chelsea_rgba.png", "rgba", "alpha channel dropped"),
+    ("camera.png", "gray", "grayscale"),
+])
+def test_classify_converts_16bit_rgba_and_gray_uploads(name, data, note):
+    if data == "uint16":
+        gray = (sample("coffee").mean(-1) * 257).astype(np.uint16)  # a real 16-bit grayscale PNG
+        content = png(gray)
+    elif data == "rgba":
+        rgb = sample("chelsea")
+        content = png(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)]))
+    else:
+        content = png(sample("camera")[..., 0])
+    at = page("classify")
+    at.radio(key="classify_source").set_value("Upload").run()
+    at.file_uploader(key="classify_upload").upload(name, content, "image/png")
+    at.run()
+    ok(at)
+    assert len(at.dataframe[0].value) == 5
+    captions = " ".join(c for img in at.image for c in img.captions)
+    assert name in captions and note in captions, captions
+    if data == "rgba":
+        assert CAT_LABELS & set(at.dataframe[0].value["label"])
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.png", b"", "empty"),
+    ("notes.png", b"these are meeting notes, not pixels\n" * 20, "not an image"),
+    ("truncated.png", None, "not a readable image"),
+    ("bomb.png", png_claiming(50_000, 50_000), "decompression bomb"),
+    ("huge.png", png_claiming(8_000, 8_000), "megapixels"),
+    ("big.jpg", b"\xff\xd8\xff" + bytes(21 * 2**20), "limit is 20 MB"),
+])
+def test_classify_bad_uploads_show_a_message_not_a_traceback(name, content, message):
+    if content is None:
+        full = png(sample("chelsea"))
+        content = full[: len(full) // 2]
+    at = page("classify")
+    at.radio(key="classify_source").set_value("Upload").run()
+    at.file_uploader(key="classify_upload").upload(name, content, "image/png")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    errors = " ".join(e.value for e in at.error)
+    assert message in errors and name in errors, errors
+    assert "Traceback" not in errors
+    assert not at.dataframe  # nothing classified
+
+
+# ---- similarity search ---------------------------------------------------------------------------
+def test_search_bundled_fashion_mnist_by_item_and_by_upload(zoo_home):
+    at = ok(page("search"))
+    assert list((zoo_home / "apps" / "indexes").glob("fashion_mnist-*.zidx/manifest.json"))  # cached on disk
+    text = markdown(at)
+    assert "12 nearest" in text
+    same = int(text.split("share the query's label")[0].split("**")[-2].split(" of ")[0])
+    assert same >= 8  # most neighbours of a Fashion-MNIST item are its own class
+    table = at.dataframe[0].value
+    assert len(table) == 12 and table["score"].is_monotonic_decreasing and (table["score"] <= 1.0001).all()
+    assert "near-duplicates" in text
+    # query by upload: a Fashion-MNIST training image (not in the indexed test images)
+    train = fmnist("train")
+    sneaker = train.images[np.flatnonzero(train.labels == train.class_names.index("Sneaker"))[0]]
+    at.radio(key="search_query_source").set_value("Upload an image").run()
+    at.file_uploader(key="search_upload").upload("sneaker.png", png(sneaker), "image/png")
+    at.run()
+    labels = ok(at).dataframe[0].value["label"]
+    assert (labels.isin(["Sneaker", "Sandal", "Ankle boot"])).mean() >= 0.75, labels.tolist()
+
+
+def test_search_folder_index_skips_unreadable_files(tmp_path):
+    train = fmnist("train")
+    for cls in ("Trouser", "Bag", "Sneaker"):
+        (tmp_path / cls).mkdir()
+        for r in np.flatnonzero(train.labels == train.class_names.index(cls))[:6]:
+            (tmp_path / cls / f"{r}.png").write_bytes(png(train.images[r]))
+    (tmp_path / "Bag" / "broken.png").write_bytes(b"not a png")
+    at = page("search")
+    at.radio(key="search_collection").set_value("A folder or saved index on this machine").run()
+    at.select_slider(key="search_size").set_value(96)
+    at.text_input(key="search_folder").set_value(str(tmp_path / "missing")).run()
+    assert "is not a folder" in " ".join(e.value for e in at.error)
+    at.text_input(key="search_folder").set_value(str(tmp_path)).run()
+    ok(at)
+    assert "18 images" in " ".join(c.value for c in at.caption)  # the broken file is left out
+    at.slider(key="search_k").set_value(4).run()
+    text = markdown(ok(at))
+    same = int(text.split("share the query's label")[0].split("**")[-2].split(" of ")[0])
+    assert same >= 3, text
+
+
+# ---- few-shot ------------------------------------------------------------------------------------
+def test_fewshot_bundled_support_beats_pixels_and_shows_neighbours():
+    at = ok(page("fewshot"))
+    m = metrics(at)
+    acc = float(next(v for k, v in m.items() if k.startswith("Accuracy on")).rstrip("%")) / 100
+    pixels = float(m["Same k-NN on raw pixels"].rstrip("%")) / 100
+    assert acc > 0.6 and acc > pixels, m
+    assert "queries right" in markdown(at)
+    # each query row shows its nearest support examples with their labels and scores
+    captions = [c for img in at.image for c in img.captions]
+    assert sum(" · " in c for c in captions) >= 6 * 5
+
+
+def test_fewshot_uploaded_examples_per_class():
+    from PIL import ImageOps
+
+    def variant(key, how):
+        im = Image.fromarray(sample(key))
+        im = {"gray": ImageOps.grayscale, "flip": ImageOps.flip, "small": lambda i: i.resize((150, 100))}[how](im)
+        return png(np.asarray(im))
+
+    at = page("fewshot")
+    at.radio(key="fs_mode").set_value("My own examples (upload)").run()
+    at.text_input(key="fs_name_0").set_value("cat")
+    at.text_input(key="fs_name_1").set_value("cup")
+    at.run()
+    at.file_uploader(key="fs_up_0").set_value([("c1.png", png(sample("chelsea")), "image/png"),
+                                               ("c2.png", png(sample("chelsea:crop")), "image/png")])
+    at.file_uploader(key="fs_up_1").set_value([("k1.png", png(sample("coffee")), "image/png"),
+                                               ("k2.png", png(sample("coffee:crop")), "image/png"),
+                                               ("k3.png", b"", "image/png")])
+    at.run()
+    assert not at.exception
+    assert "k3.png is empty" in " ".join(e.value for e in at.error)  # reported, the rest still used
+    at.file_uploader(key="fs_queries_own").set_value([("q_cat.png", variant("chelsea", "gray"), "image/png"),
+                                                      ("q_cup.png", variant("coffee", "small"), "image/png")])
+    at.run()
+    text = markdown(at)
+    assert "**cat**" in text and "**cup**" in text, text
+    probs = at.dataframe[0].value
+    assert probs.loc["q_cat.png", "cat"] > 0.5 and probs.loc["q_cup.png", "cup"] > 0.5
+
+
+# ---- verify --------------------------------------------------------------------------------------
+def test_verify_same_and_different_with_calibrated_threshold():
+    at = ok(page("verify"))
+    m = metrics(at)
+    assert m["Decision"] == "same"  # Chelsea and a cropped, mirrored Chelsea
+    thr = float(m["Threshold (calibrated)"])
+    assert 0 < thr < 1 and float(m["Cosine similarity"]) >= thr
+    assert "false-accept rate" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="ver_sample_B").set_value("coffee").run()
+    m = metrics(ok(at))
+    assert m["Decision"] == "different" and float(m["Cosine similarity"]) < thr
+    assert not at.success and at.warning
+
+
+def test_verify_face_option_is_disabled_with_a_reason_without_mtcnn():
+    from apps import ui
+
+    at = ok(page("verify"))
+    face = at.toggle(key="ver_face")
+    if ui.module_available("mtcnn"):
+        assert not face.proto.disabled
+    else:
+        assert face.proto.disabled
+        assert "pip install mtcnn" in " ".join(c.value for c in at.caption)
+
+
+def test_verify_bad_upload_is_a_message():
+    at = page("verify")
+    at.radio(key="ver_src_B").set_value("Upload").run()
+    at.file_uploader(key="ver_up_B").upload("face.jpg", b"\xff\xd8\xff\xe0 corrupt", "image/jpeg")
+    at.run()
+    assert not at.exception
+    assert "face.jpg" in " ".join(e.value for e in at.error)
+    assert "Decision" not in metrics(at)
+
+
+# ---- fine-tune -----------------------------------------------------------------------------------
+def test_finetune_short_run_evaluates_and_downloads_a_loadable_model(tmp_path):
+    import zoo
+
+    at = ok(page("finetune"))
+    at.select_slider(key="ft_ntrain").set_value(200)
+    at.select_slider(key="ft_ntest").set_value(200)
+    at.select_slider(key="ft_size").set_value(64)
+    at.number_input(key="ft_head_epochs").set_value(4)
+    at.number_input(key="ft_epochs").set_value(0)
+    at.button(key="ft_start").click().run()
+    m = metrics(ok(at))
+    acc = float(m["Test accuracy (200 images)"].rstrip("%")) / 100
+    assert acc > 0.3, m  # 10 classes from 180 training images; chance is 0.1
+    assert len(at.get("vega_lite_chart")) == 2  # loss and accuracy curves
+    zipped = at.session_state["ft_result"]["zip"]
+    zipfile.ZipFile(io.BytesIO(zipped)).extractall(tmp_path)
+    (folder,) = tmp_path.iterdir()
+    assert {"config.json", "model.weights.h5", "curves.png"} <= {p.name for p in folder.iterdir()}
+    clf = zoo.load(folder)
+    test = fmnist("test")
+    assert clf.labels == test.class_names
+    assert len(clf.predict(test.images[:8])) == 8
+    assert [b.label for b in at.get("download_button")] == ["Download the model folder (.zip)"]
+
+
+def test_finetune_rejects_zero_epochs_and_missing_folder():
+    at = page("finetune")
+    at.number_input(key="ft_head_epochs").set_value(0)
+    at.number_input(key="ft_epochs").set_value(0)
+    at.button(key="ft_start").click().run()
+    assert "at least one epoch" in " ".join(e.value for e in at.error)
+    at.number_input(key="ft_head_epochs").set_value(1)
+    at.radio(key="ft_data").set_value("A folder of class subfolders").run()
+    at.text_input(key="ft_folder").set_value("/nonexistent/data")
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    assert "/nonexistent/data" in " ".join(e.value for e in at.error)
+
+
+def test_live_progress_callback_draws_bar_and_curves():
+    def app():
+        import keras
+        import numpy as np
+
+        from apps.progress import StreamlitProgress
+
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+        cb = StreamlitProgress([("head", 2), ("full", 1)])
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25, callbacks=[cb])
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[cb])
+        import streamlit as st
+
+        st.session_state.rows = cb.rows
+
+    at = AppTest.from_function(app, default_timeout=60).run()
+    assert not at.exception, at.exception
+    rows = at.session_state["rows"]
+    assert [r["phase"] for r in rows] == ["head", "head", "full"] and "val_loss" in rows[0]
+    assert at.progress[0].value == 100 or at.progress[0].value == 1.0
+    assert "full: epoch 1/1" in at.progress[0].proto.text
