@@ -57,7 +57,7 @@ def run(name: str, base: np.ndarray, queries: np.ndarray, types, recall: float, 
           f"exact search {exact_qps:,.0f} q/s")
     print(f"{'index':30} {'params':28} {'build s':>8} {'q/s':>9} {'x exact':>8} {'recall@10':>9} {'expected':>8}")
     for spec in types:
-        idx, t_build = timed(zi.from_embeddings, base, index_type=spec, recall=recall)
+        idx, t_build = timed(zi.from_embeddings, base, index_type=spec, recall=recall, copy=False)
         idx.search_embeddings(queries[:10], k)  # warm up
         t = time.perf_counter()
         res = idx.search_embeddings(queries, k)

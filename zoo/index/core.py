@@ -102,19 +102,24 @@ class ImageIndex:
     # ---- construction ---------------------------------------------------------------------
     @classmethod
     def from_embeddings(cls, vectors, metadata=None, *, ids=None, model=None, metric: str = "cosine",
-                        index_type: str = "auto", recall: float = 0.95, gpu="auto", seed: int = 0) -> "ImageIndex":
-        """Index precomputed ``vectors`` (N, D). ``model`` (a ZooModel) records where they came from."""
+                        index_type: str = "auto", recall: float = 0.95, gpu="auto", seed: int = 0,
+                        copy: bool = True) -> "ImageIndex":
+        """Index precomputed ``vectors`` (N, D). ``model`` (a ZooModel) records where they came from.
+
+        ``copy=False`` saves memory on large float32 inputs, which are then L2-normalised in place
+        for the cosine metric.
+        """
         metric = choice.check_metric(metric)
-        x = _as_matrix(vectors)
+        x = _as_matrix(vectors, copy)
         if metric == "cosine":
             faiss.normalize_L2(x)
+        ids = _check_ids(ids, len(x), 0)
+        meta = clean_metadata(metadata, len(x))
         plan = choice.plan_for(index_type, len(x), x.shape[1], recall)
         index = choice.make(plan, x.shape[1], metric)
         choice.train(index, x, seed)
         index.add(x)
         choice.tune(index, x, plan, metric, recall, seed)
-        ids = _check_ids(ids, len(x), 0)
-        meta = clean_metadata(metadata, len(x))
         out = cls(index, plan, metric, ids=ids, metadata={int(i): m for i, m in zip(ids, meta) if m},
                   model_info=model_record(model) if model is not None else None, model=model, gpu=gpu)
         log.info("indexed %d vectors with %s (expected recall@10 %s)", len(x), plan.spec, plan.expected_recall)
@@ -180,8 +185,9 @@ class ImageIndex:
 
     def metadata(self, ids) -> list[dict | None]:
         """Metadata of ``ids`` (None for unknown ids)."""
-        live = set(self.ids.tolist())
-        return [dict(self._meta.get(int(i), {})) if int(i) in live else None for i in np.ravel(ids)]
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        live = np.isin(ids, self._ids[self._alive])
+        return [dict(self._meta.get(int(i), {})) if ok else None for i, ok in zip(ids, live)]
 
     def info(self) -> dict:
         return {"count": len(self), "dim": self.dim, "metric": self.metric, "index": self.plan.to_dict(),
@@ -401,8 +407,8 @@ class ImageIndex:
         return out
 
 
-def _as_matrix(vectors) -> np.ndarray:
-    x = np.array(vectors, dtype=np.float32, copy=True, order="C")
+def _as_matrix(vectors, copy: bool = True) -> np.ndarray:
+    x = np.array(vectors, dtype=np.float32, order="C", copy=True if copy else None)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or x.shape[1] == 0:
