@@ -12,7 +12,7 @@ from zoo.training import FineTunedClassifier
 
 @pytest.fixture(scope="module")
 def small(fmnist_train, fmnist_test):
-    return fmnist_train.subset(per_class=200, seed=1), fmnist_test.subset(per_class=100, seed=2)
+    return fmnist_train.subset(per_class=500, seed=1), fmnist_test.subset(per_class=100, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,10 @@ def lite0_64():
 @pytest.fixture(scope="module")
 def finetuned(lite0_64, small, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft")
-    clf = lite0_64.finetune(small[0], epochs=4, head_epochs=10, verbose=0, out_dir=out)
+    before = lite0_64.embed(small[1].images[:8], progress=False)
+    clf = lite0_64.finetune(small[0], epochs=3, head_epochs=10, verbose=0, out_dir=out)
+    # fine-tuning trains a copy: the backbone it started from is unchanged
+    np.testing.assert_array_equal(lite0_64.embed(small[1].images[:8], progress=False), before)
     return clf, out
 
 
@@ -34,7 +37,7 @@ def test_finetune_beats_linear_probe_and_floor(lite0_64, small, finetuned):
     probe_acc = probe.evaluate(test)["accuracy"]
     clf, out = finetuned
     acc = clf.evaluate(test)["accuracy"]
-    assert acc >= 0.84, acc          # floor on 1000 real test images (measured 0.87)
+    assert acc >= 0.86, acc          # floor on 1000 real test images (measured 0.887; probe 0.831)
     assert acc > probe_acc + 0.02, (acc, probe_acc)
     assert (out / "curves.png").stat().st_size > 10_000
     assert (out / "confusion_val.png").stat().st_size > 10_000
@@ -107,9 +110,11 @@ def test_unfreeze_last_stages_only(lite0_64, fmnist_train):
     from zoo.training import _unfreeze
 
     clf = FineTunedClassifier(lite0_64, ["a", "b"])
-    _unfreeze(clf, 1)
-    trainable = [l.name for l in clf.network.layers if l.trainable and l.weights]
-    assert trainable and all(n.startswith(("block1", "head")) for n in trainable), trainable[:5]
-    assert not any("bn" in n for n in trainable)
+    _unfreeze(clf, 1)  # the last stage: everything after the P4 tap
+    layers = clf.network.layers
+    p4 = next(i for i, l in enumerate(layers) if l.output is clf.feature_network.output["P4"])
+    trainable = [i for i, l in enumerate(layers) if l.trainable and l.weights]
+    assert trainable and min(trainable) > p4 and layers[-1].trainable
+    assert not any(isinstance(layers[i], __import__("keras").layers.BatchNormalization) for i in trainable)
     _unfreeze(clf, "all")
     assert clf.network.get_layer("stem_conv").trainable and not clf.network.get_layer("stem_bn").trainable

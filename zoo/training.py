@@ -110,6 +110,7 @@ class FinetuneConfig:
     precision: str = "auto"          # "auto" | "float32" | "mixed_float16" | "mixed_bfloat16"
     seed: int = 0
     verbose: int | None = None
+    freeze_bn: bool = True           # BatchNorm in inference mode when unfrozen (Keras guide)
     run_eagerly: bool = False        # debug / one-step smoke runs: skips graph tracing
 
 
@@ -190,8 +191,8 @@ def _policy(precision: str) -> str:
     return PRECISIONS.get(precision, precision)
 
 
-def _unfreeze(clf: FineTunedClassifier, unfreeze):
-    """Train all layers (or those after the stage boundary), BatchNorm always frozen."""
+def _unfreeze(clf: FineTunedClassifier, unfreeze, freeze_bn: bool = True):
+    """Train all layers (or those after a stage boundary); BatchNorm stays frozen by default."""
     net_layers = clf.network.layers
     start = 0
     if unfreeze != "all":
@@ -203,7 +204,7 @@ def _unfreeze(clf: FineTunedClassifier, unfreeze):
             start = next(i for i, l in enumerate(net_layers) if l.output is tensor) + 1
     clf.network.trainable = True
     for i, layer in enumerate(net_layers):
-        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= start and not (freeze_bn and isinstance(layer, keras.layers.BatchNormalization))
 
 
 def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strategy | None = None,
@@ -228,15 +229,13 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
     size = model.input_size
     n_train = len(train)
     steps = max(1, math.ceil(n_train / cfg.batch_size))
-    rebuild = policy != "float32" or not isinstance(strategy, type(tf.distribute.get_strategy()))
 
     with strategy.scope(), dtype_policy(policy):
-        if rebuild:  # variables must be created under the strategy and policy
-            body = ZooModel(model.entry, size, weights=None,
-                            precision={v: k for k, v in PRECISIONS.items()}[policy])
-            body.feature_network.set_weights(model.feature_network.get_weights())
-        else:
-            body = model
+        # A copy: training must not change ``model``, and variables must be created under
+        # the strategy and dtype policy.
+        body = ZooModel(model.entry, size, weights=None,
+                        precision={v: k for k, v in PRECISIONS.items()}[policy])
+        body.feature_network.set_weights(model.feature_network.get_weights())
         clf = FineTunedClassifier(body, train.class_names, cfg.dropout)
     history: dict = {"phase_starts": []}
 
@@ -267,7 +266,7 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         tds = train.batches(size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, repeat=True).map(onehot)
         vds = val.batches(size, cfg.batch_size).map(onehot) if val is not None else None
         with strategy.scope():
-            _unfreeze(clf, cfg.unfreeze)
+            _unfreeze(clf, cfg.unfreeze, cfg.freeze_bn)
             total = steps * cfg.epochs
             schedule = keras.optimizers.schedules.CosineDecay(
                 0.0, total, alpha=0.01, warmup_target=cfg.lr, warmup_steps=max(1, int(cfg.warmup_fraction * total)))
