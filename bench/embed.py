@@ -51,7 +51,12 @@ def timed(fn, n_images, reps):
 
 
 def bench_model(name, n, reps, folder, batch):
-    m = zoo.load(name)
+    from zoo.weights.resolve import weights_available
+
+    weights = "imagenet" if weights_available(zoo.get_entry(name)) else None
+    if weights is None:
+        print(f"\n({name}: no weights on this machine; timing a random-init copy)")
+    m = zoo.load(name, weights=weights)
     s = m.input_size
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (n, s, s, 3)).astype(np.float32))
     model = m.embedding_model
@@ -66,7 +71,8 @@ def bench_model(name, n, reps, folder, batch):
     print(f"\n{name} at {s}px, {n} images, batch {batch}, {reps} reps (median [min-max] img/s, ratio to tf.function)")
     for k, (med, lo, hi) in rows.items():
         print(f"  {k:28} {med:7.1f} [{lo:.1f}-{hi:.1f}]  {med / base:5.2f}x")
-    mb = zoo.load(name, precision="bfloat16")
+    mb = zoo.load(name, weights=None, precision="bfloat16")
+    mb.embedding_model.set_weights(m.embedding_model.get_weights())
     fnb = tf.function(lambda t: mb.embedding_model(t, training=False))
     rate_bf = timed(lambda: [fnb(b).numpy() for b in batches], n, reps)
     e32 = np.concatenate([fn(b).numpy() for b in batches[:2]]).astype(np.float32)
