@@ -106,7 +106,7 @@ if coll is not None:
         for n, group in enumerate(groups[:show]):
             st.markdown(f"Group {n + 1}: {len(group)} items")
             metas = idx.metadata(group)
-            ui.grid([(coll.thumb(i), coll.caption(i, m or {})) for i, m in zip(group[:12], metas[:12])], columns=12)
+            ui.grid([(coll.thumb(i), coll.caption(i, m or {})) for i, m in zip(group[:16], metas[:16])], columns=8)
 
     with tab_info:
         st.json(idx.info(), expanded=True)
