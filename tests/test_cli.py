@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.cli import main
+
+
+def test_list_and_info(capsys):
+    assert main(["list", "efficientnet_lite*"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "yes" in out and "resnet50" not in out
+    assert main(["info", "resnet50"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["input_size"] == 224 and info["preprocessing"]["channel_order"] == "BGR"
+
+
+def test_unknown_model_exit_code_and_suggestion():
+    r = subprocess.run([sys.executable, "-m", "zoo", "info", "resnet5"], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "Did you mean: resnet50" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_classify_and_embed(tmp_path, photos, capsys):
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "cat.jpg")
+    Image.fromarray(photos["coffee"]).save(tmp_path / "coffee.png")
+    assert main(["classify", str(tmp_path / "cat.jpg"), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Egyptian cat" in out or "tabby" in out or "tiger cat" in out
+    (tmp_path / "junk.jpg").write_text("not an image")
+    out_file = tmp_path / "emb.npz"
+    assert main(["embed", str(tmp_path), "--out", str(out_file), "--input-size", "96", "--normalize"]) == 0
+    z = np.load(out_file)
+    assert z["embeddings"].shape == (2, 1280) and len(z["paths"]) == 2
+    assert "skipped 1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_finetune_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "fm"
+    assert main(["finetune", "fashion_mnist", "--out", str(out), "--subset", "1000", "--input-size", "48",
+                 "--epochs", "1", "--head-epochs", "10"]) == 0
+    text = capsys.readouterr().out
+    acc = float(text.split("test accuracy ")[1].split()[0])
+    assert acc > 0.65 and (out / "config.json").is_file() and (out / "confusion_test.png").is_file()
+    assert main(["evaluate", str(out), "fashion_mnist"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10000
