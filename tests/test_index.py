@@ -132,6 +132,17 @@ def test_add_and_remove(model, gallery, queries):
     assert idx.search_embeddings(e[150:151], k=1).ids[0, 0] == 150
 
 
+def test_search_skips_many_removed_neighbours(gallery):
+    _, _, e = gallery
+    idx = zi.from_embeddings(e)
+    a = e / np.linalg.norm(e, axis=1, keepdims=True)
+    order = np.argsort(-(a @ a[0]))
+    idx.remove(order[1:40])  # the 39 nearest neighbours of item 0; under the compaction threshold
+    assert idx._index.ntotal == 400 and len(idx) == 361
+    res = idx.search_embeddings(e[:1], k=3)  # needs more candidates than the first fetch brings
+    assert res.ids[0].tolist() == [0, order[40], order[41]]
+
+
 def test_fewer_items_than_k_pad_with_minus_one(gallery):
     _, _, e = gallery
     idx = zi.from_embeddings(e[:3])

@@ -230,19 +230,38 @@ class ImageIndex:
         if k < 1:
             raise IndexConfigError(f"k must be >= 1; got {k}")
         q = self._prep(vectors)
-        n_total, dead = self._index.ntotal, int((~self._alive).sum())
-        ids = np.full((len(q), k), -1, dtype=np.int64)
-        scores = np.full((len(q), k), np.nan, dtype=np.float32)
-        if n_total:
-            D, I = self._searcher().search(q, min(k + dead, n_total))
-            ok = (I >= 0) & self._alive[np.maximum(I, 0)]
-            order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
-            I, D, ok = (np.take_along_axis(a, order, 1) for a in (I, D, ok))
-            w = I.shape[1]
-            ids[:, :w] = np.where(ok, self._ids[np.maximum(I, 0)], -1)
-            scores[:, :w] = np.where(ok, D if self.metric == "cosine" else np.sqrt(np.maximum(D, 0)), np.nan)
+        D, P = self._search_live(q, k)
+        ok = P >= 0
+        ids = np.where(ok, self._ids[np.maximum(P, 0)], -1)
+        scores = np.where(ok, D if self.metric == "cosine" else np.sqrt(np.maximum(D, 0)), np.nan).astype(np.float32)
         meta = [[dict(self._meta.get(int(i), {})) if i >= 0 else None for i in row] for row in ids]
         return SearchResult(ids, scores, meta)
+
+    def _search_live(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(raw FAISS scores, positions) of the ``k`` nearest live rows; position -1 pads.
+
+        Removed rows are skipped by fetching more than ``k`` and, for the rare query whose extra
+        candidates were all removed, searching again with 4x as many.
+        """
+        n_total, dead = self._index.ntotal, int((~self._alive).sum())
+        D_out = np.full((len(q), k), np.nan, np.float32)
+        P_out = np.full((len(q), k), -1, np.int64)
+        if not n_total:
+            return D_out, P_out
+        kk = min(n_total, k + dead if dead <= 4 * k else int(1.5 * k * n_total / max(n_total - dead, 1)) + 16)
+        pending = np.arange(len(q))
+        while len(pending):
+            D, I = self._searcher().search(q[pending], kk)
+            ok = (I >= 0) & self._alive[np.maximum(I, 0)]
+            done = (ok.sum(1) >= k) | (kk >= n_total)
+            order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+            D, I, ok = (np.take_along_axis(a, order, 1) for a in (D, I, ok))
+            w = I.shape[1]
+            rows = pending[done]
+            D_out[rows, :w] = np.where(ok[done], D[done], np.nan)
+            P_out[rows, :w] = np.where(ok[done], I[done], -1)
+            pending, kk = pending[~done], min(n_total, kk * 4)
+        return D_out, P_out
 
     def search(self, images, k: int = 10, batch_size: int = 64, progress: bool = False) -> SearchResult:
         """Embed ``images`` with the index's model and search. Rows for unreadable files are
@@ -366,7 +385,7 @@ class ImageIndex:
         ids = self.ids
         x = self.vectors()
         k = min(int(k) + 1, n)
-        D, I = self._searcher().search(x, min(k + int((~self._alive).sum()), self._index.ntotal))
+        D, I = self._search_live(x, k)
         pos_rank = np.full(len(self._alive), -1, np.int64)
         pos_rank[np.flatnonzero(self._alive)] = np.arange(n)
         J = np.where(I >= 0, pos_rank[np.maximum(I, 0)], -1)
