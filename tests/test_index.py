@@ -371,3 +371,29 @@ def test_cli(model, photo_dir, tmp_path, monkeypatch, capsys):
     assert run("dedup", photo_dir, "--input-size", 96, "--threshold", 0.85, "--json") == 0
     groups = json.loads(capsys.readouterr().out)
     assert len(groups) == 5 and all(len(g) == 3 for g in groups)
+
+
+def test_gpu_copy_is_used_when_faiss_sees_a_gpu(gallery, monkeypatch):
+    """faiss-cpu has no GPU: stand in for faiss-gpu to check the index moves, refreshes, falls back."""
+    _, _, e = gallery
+    moved = []
+
+    def to_gpu(res, device, index):
+        moved.append(index.ntotal)
+        return faiss.clone_index(index)
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    idx = zi.from_embeddings(e[:100])
+    assert idx.info()["gpu"] and idx.search_embeddings(e[:3], 2).ids[:, 0].tolist() == [0, 1, 2]
+    idx.search_embeddings(e[:3], 2)
+    idx.add_embeddings(e[100:110])  # a changed index is copied again before the next search
+    assert idx.search_embeddings(e[105:106], 1).ids[0, 0] == 105 and moved == [100, 110]
+
+    def refuse(*a):
+        raise RuntimeError("this index type is not implemented on GPU")
+
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", refuse, raising=False)
+    hnsw = zi.from_embeddings(e, index_type="HNSW16")
+    assert hnsw.search_embeddings(e[:1], 1).ids[0, 0] == 0 and not hnsw.info()["gpu"]

@@ -208,8 +208,9 @@ class ImageIndex:
             faiss.normalize_L2(x)
         return x
 
-    def _searcher(self) -> faiss.Index:
-        if not self._gpu_wanted or not gpu_available():
+    def _searcher(self, k: int = 1) -> faiss.Index:
+        """The GPU copy when a GPU is usable (FAISS GPU search allows k <= 2048), else the CPU index."""
+        if not self._gpu_wanted or k > 2048 or not gpu_available():
             return self._index
         if self._gpu_index is None:
             try:
@@ -251,7 +252,7 @@ class ImageIndex:
         kk = min(n_total, k + dead if dead <= 4 * k else int(1.5 * k * n_total / max(n_total - dead, 1)) + 16)
         pending = np.arange(len(q))
         while len(pending):
-            D, I = self._searcher().search(q[pending], kk)
+            D, I = self._searcher(kk).search(q[pending], kk)
             ok = (I >= 0) & self._alive[np.maximum(I, 0)]
             done = (ok.sum(1) >= k) | (kk >= n_total)
             order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
