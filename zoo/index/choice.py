@@ -6,11 +6,13 @@ Tiers (thresholds measured on the 2-core build CPU with ``bench/search.py``):
 - ``HNSW32`` up to ``HNSW_MAX`` (on 69k Fashion-MNIST embeddings: 17x exact search at recall@10
   0.97, against 4.6x for IVF-Flat at the same target; built in about 20 s);
 - ``IVF{nlist},PQ{m}x4fs,RFlat`` beyond: 4-bit fast-scan PQ proposes candidates that are
-  re-ranked with exact distances, so the returned scores are exact.
+  re-ranked with exact distances, so the returned scores are exact (1M x 1280 clustered
+  vectors: 32x exact search at recall@10 0.957, built in about 3 minutes; 300k: 136x at 0.956).
 
-Approximate indexes are then tuned on the collection itself: the cheapest search setting
-(``nprobe``, ``k_factor_rf``, ``efSearch``) whose recall@10 against exact search reaches the
-target is kept, and that measured recall is recorded as the index's expected recall.
+Approximate indexes are then tuned on the collection itself (500 of its rows as queries,
+against exact search): along each knob ladder (``nprobe`` per ``k_factor_rf``; ``efSearch``)
+the first setting reaching the target is timed, the fastest of those is kept, and its measured
+recall@10 is recorded as the index's expected recall.
 """
 from __future__ import annotations
 
