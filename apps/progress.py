@@ -11,28 +11,38 @@ import streamlit as st
 class StreamlitProgress(keras.callbacks.Callback):
     """Progress bar per batch and loss/accuracy curves per epoch, across training phases.
 
-    ``phases``: ``[(name, epochs), ...]`` in the order ``fit`` is called (for the zoo's
-    fine-tuning: the head on cached features, then the unfrozen network). Each ``fit`` call
-    starts the next phase. Drawing is throttled to ``every`` seconds per batch.
+    ``phases``: ``[(name, epochs[, cost per epoch]), ...]`` in the order ``fit`` is called (for
+    the zoo's fine-tuning: the head on cached features, then the unfrozen network); each ``fit``
+    call starts the next phase. Costs weight the bar so that it moves with time rather than with
+    epochs (a head epoch on cached features is far cheaper than a full-network epoch);
+    ``prelude`` is the cost of work done before the first ``fit`` (e.g. caching features), counted
+    when it begins. Drawing is throttled to ``every`` seconds per batch.
     """
 
-    def __init__(self, phases, bar=None, chart=None, every: float = 0.3):
+    def __init__(self, phases, bar=None, chart=None, prelude: float = 0.0, every: float = 0.3):
         super().__init__()
-        self.phases = [(n, int(e)) for n, e in phases if int(e) > 0]
-        self.total = max(1, sum(e for _, e in self.phases))
+        self.phases = [(p[0], int(p[1]), float(p[2]) if len(p) > 2 else 1.0) for p in phases if int(p[1]) > 0]
+        self.prelude = float(prelude)
+        self.total = max(1e-9, self.prelude + sum(e * w for _, e, w in self.phases))
         self.bar = bar if bar is not None else st.progress(0.0, text="starting")
         self.chart = chart if chart is not None else st.empty()
         self.every = every
         self.phase = -1
-        self.done = 0          # epochs finished over all phases
+        self.done = 0.0        # cost of the work finished so far
         self.rows: list[dict] = []
         self._last = 0.0
 
     @property
+    def _current(self):
+        return self.phases[min(max(self.phase, 0), len(self.phases) - 1)] if self.phases else ("training", 1, 1.0)
+
+    @property
     def phase_name(self) -> str:
-        return self.phases[min(max(self.phase, 0), len(self.phases) - 1)][0] if self.phases else "training"
+        return self._current[0]
 
     def on_train_begin(self, logs=None):
+        if self.phase < 0:
+            self.done += self.prelude
         self.phase += 1
         self.steps = int(self.params.get("steps") or 1)
         self.epoch_in_phase = 0
@@ -45,23 +55,25 @@ class StreamlitProgress(keras.callbacks.Callback):
         self._draw_bar(batch + 1, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.done += 1
+        self.done += self._current[2]
         logs = {k: float(v) for k, v in (logs or {}).items() if k in (
             "loss", "accuracy", "val_loss", "val_accuracy")}
         self.rows.append({"epoch": len(self.rows) + 1, "phase": self.phase_name, **logs})
-        self._draw_bar(self.steps, logs, force=True)
+        self._draw_bar(self.steps, logs, force=True, epoch_done=True)
         self.draw_curves()
 
-    def _draw_bar(self, batch, logs=None, force=False):
+    def _draw_bar(self, batch, logs=None, force=False, epoch_done=False):
         now = time.monotonic()
         if not force and now - self._last < self.every:
             return
         self._last = now
-        n_phase = self.phases[self.phase][1] if 0 <= self.phase < len(self.phases) else 1
-        frac = min(1.0, (self.done + min(batch, self.steps) / self.steps * (batch < self.steps)) / self.total)
+        name, n_phase, cost = self._current
+        batch = min(batch, self.steps)
+        partial = 0.0 if epoch_done else cost * batch / self.steps
+        frac = min(1.0, (self.done + partial) / self.total)
         loss = f" · loss {logs['loss']:.3f}" if logs and "loss" in logs else ""
-        self.bar.progress(frac, text=f"{self.phase_name}: epoch {self.epoch_in_phase + 1}/{n_phase} · "
-                                     f"batch {min(batch, self.steps)}/{self.steps}{loss}")
+        self.bar.progress(frac, text=f"{name}: epoch {self.epoch_in_phase + 1}/{n_phase} · "
+                                     f"batch {batch}/{self.steps}{loss}")
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)

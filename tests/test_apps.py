@@ -358,3 +358,17 @@ def test_live_progress_callback_draws_bar_and_curves():
     assert [r["phase"] for r in rows] == ["head", "head", "full"] and "val_loss" in rows[0]
     assert at.progress[0].value == 100 or at.progress[0].value == 1.0
     assert "full: epoch 1/1" in at.progress[0].proto.text
+
+
+def test_verify_face_crops_with_mtcnn_when_installed():
+    pytest.importorskip("mtcnn")
+    at = page("verify")
+    at.toggle(key="ver_face").set_value(True)
+    at.selectbox(key="ver_sample_A").set_value("astronaut")
+    at.selectbox(key="ver_sample_B").set_value("astronaut:crop")
+    at.run()
+    assert metrics(ok(at))["Decision"] == "same"
+    assert all("(face crop)" in c for img in at.image for c in img.captions)
+    at.selectbox(key="ver_sample_B").set_value("chelsea").run()  # a cat: no human face
+    assert not at.exception
+    assert "No face found in image B" in " ".join(e.value for e in at.error)

@@ -26,7 +26,8 @@ def show_predictions(knn, s_emb, s_thumbs, s_labels, q_emb, q_thumbs, q_captions
     for r in range(len(q_emb)):
         c1, c2, c3 = st.columns([1, 1.4, 5])
         c1.image(q_thumbs[r], caption=q_captions[r], width="stretch")
-        ok = "" if truth is None else (" ✅" if pred[r] == truth[r] else f" ❌ (true: {truth[r]})")
+        ok = "" if truth is None else (" :green[:material/check: right]" if pred[r] == truth[r]
+                                       else f" :red[:material/close: wrong, true: {truth[r]}]")
         c2.markdown(f"**{pred[r]}**{ok}  \n{proba[r].max():.0%} of the vote")
         with c3:
             ui.grid([(s_thumbs[i], f"{s_labels[i]} · {s:.2f}") for i, s in zip(nn.ids[r], nn.scores[r]) if i >= 0],

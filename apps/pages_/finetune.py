@@ -37,7 +37,10 @@ def run(name, train, test, size, head_epochs, epochs, batch_size, lr):
     bar = st.progress(0.0, text=f"Embedding {len(train):,} training images with the frozen backbone "
                                 "(the head trains on these cached features)...")
     chart = st.empty()
-    cb = live.StreamlitProgress([("head (frozen backbone)", head_epochs), ("full network", epochs)], bar, chart)
+    # bar weights: caching features ~ one forward pass (1), a head epoch on cached features ~ nothing,
+    # a full-network epoch ~ forward + backward with augmentation (3)
+    cb = live.StreamlitProgress([("head (frozen backbone)", head_epochs, 0.05), ("full network", epochs, 3.0)],
+                                bar, chart, prelude=1.0 if head_epochs else 0.0)
     kwargs = dict(epochs=epochs, head_epochs=head_epochs, batch_size=batch_size, lr=lr, verbose=0, out_dir=out)
     if finetune_accepts_callbacks():
         kwargs["callbacks"] = [cb]
@@ -51,6 +54,7 @@ def run(name, train, test, size, head_epochs, epochs, batch_size, lr):
     ev = clf.evaluate(test, plot=out / "confusion_test.png")
     folder = clf.save(out / "model")
     bar.progress(1.0, text=f"Done: trained in {train_s:.0f} s, test accuracy {ev['accuracy']:.1%}.")
+    chart.empty()  # the results below draw the final curves
     curves = live.history_frame(clf.history, head_epochs, epochs)
     plots.training_curves(clf.history, out / "curves.png", f"{name} fine-tuning")
     for f in ("curves.png", "confusion_test.png", "confusion_val.png"):
@@ -84,11 +88,12 @@ with ui.guard("set up fine-tuning"):
     size = c1.select_slider("Input size", [64, 96, 128, 160, 224], 96, key="ft_size",
                             help="Fashion-MNIST is 28x28: 64-96 px is plenty and fast")
     head_epochs = c2.number_input("Head epochs (frozen backbone)", 0, 50, 5, key="ft_head_epochs")
-    epochs = c3.number_input("Full-network epochs (unfrozen)", 0, 20, 1, key="ft_epochs")
+    epochs = c3.number_input("Full-network epochs (unfrozen)", 0, 20, 2, key="ft_epochs")
     with st.expander("More settings"):
         c1, c2 = st.columns(2)
         batch_size = c1.select_slider("Batch size", [16, 32, 64, 128], 64, key="ft_bs")
-        lr = c2.select_slider("Peak learning rate (unfrozen)", [1e-4, 2e-4, 5e-4, 1e-3, 2e-3], 5e-4, key="ft_lr")
+        lr = c2.select_slider("Peak learning rate (unfrozen)", [5e-5, 1e-4, 2e-4, 5e-4, 1e-3], 1e-4, key="ft_lr",
+                              help="small data wants a small rate: 1e-4 beat 5e-4 on 1,000 Fashion-MNIST images")
 
     if st.button("Start fine-tuning", type="primary", key="ft_start"):
         st.session_state.pop("ft_result", None)

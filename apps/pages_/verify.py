@@ -3,6 +3,7 @@ import streamlit as st
 
 from apps import resources as res
 from apps import samples, ui
+from zoo.errors import DataError
 
 st.title("Verify")
 st.caption("Cosine similarity of two images' embeddings against a threshold calibrated on labelled pairs "
@@ -42,12 +43,27 @@ with ui.guard("verify"):
         st.info("Choose two images.")
         st.stop()
     with st.spinner(f"Calibrating the threshold for {name} on Fashion-MNIST pairs (first time only, cached on disk)..."):
-        v = res.verifier(name)
+        try:
+            v = res.verifier(name)
+        except DataError as exc:  # no Fashion-MNIST here: verify with a threshold set by hand
+            from recipes.verification import Verifier
+
+            st.warning(f"No calibration data ({exc}); set the threshold by hand below.")
+            v = Verifier(model=res.model(name), threshold=0.75)
+            st.session_state.ver_manual = True
     images = [a.image, b.image]
     if face:
+        from recipes.verification import FaceNotFoundError
+
         with st.spinner("Finding faces..."):
             crop = res.face_cropper()
-            images = [crop(x) for x in images]
+            for n, (side, x) in enumerate(zip("AB", [a, b])):
+                try:
+                    images[n] = crop(x.image)
+                except FaceNotFoundError:
+                    st.error(f"No face found in image {side} ({x.name}): choose a photo with a clear, "
+                             "frontal face or turn off 'Crop faces first'.")
+                    st.stop()
     with ca:
         res.show_image(images[0], f"{a.name}: {a.note}" + (" (face crop)" if face else ""), 480)
     with cb:
