@@ -17,7 +17,7 @@ import zoo
 from zoo import data
 
 QUICK = dict(subset=12000, input_size=64, epochs=2, head_epochs=10, lr=5e-4, augment="light")
-FULL = dict(subset=None, input_size=64, epochs=3, head_epochs=10, lr=5e-4, augment="light")
+FULL = dict(subset=None, input_size=64, epochs=4, head_epochs=10, lr=5e-4, augment="light")
 
 
 def run(model="efficientnet_lite0", out="runs/fmnist", subset=None, input_size=64, epochs=3,

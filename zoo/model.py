@@ -63,7 +63,7 @@ class Progress:
             return
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
-        eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total else ""
+        eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
         of = f"/{self.total}" if self.total else ""
         print(f"\r{self.what}: {self.done}{of} images, {rate:.1f} img/s{eta}   ", end="", file=sys.stderr, flush=True)
 
