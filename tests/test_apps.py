@@ -113,6 +113,26 @@ def test_model_zoo_table_has_every_entry_and_filters():
     assert "of 38 models" in markdown(at)
 
 
+def test_upload_limit_in_config_matches_the_code():
+    import tomllib
+
+    from streamlit import config
+
+    from apps import ui
+
+    cfg = tomllib.loads((HOME.parent / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["maxUploadSize"] == ui.MAX_UPLOAD_MB
+    old = config._main_script_path
+    try:  # what `streamlit run apps/Home.py` reads, from whatever directory it is started in
+        config._main_script_path = str(HOME)
+        config.get_config_options(force_reparse=True)
+        assert config.get_option("server.maxUploadSize") == ui.MAX_UPLOAD_MB
+        assert config.get_option("client.showErrorDetails") == "none"
+    finally:
+        config._main_script_path = old
+        config.get_config_options(force_reparse=True)
+
+
 # ---- classify ------------------------------------------------------------------------------------
 def test_classify_bundled_cat_shows_cat_and_gradcam():
     at = ok(page("classify"))
@@ -128,7 +148,7 @@ def test_classify_bundled_cat_shows_cat_and_gradcam():
     ("coffee16.png", "uint16", "16-bit"),
     ("chelsea_rgba.png", "rgba", "alpha channel dropped"),
     ("camera.png", "gray", "grayscale"),
-])
+], ids=["16bit", "rgba", "gray"])
 def test_classify_converts_16bit_rgba_and_gray_uploads(name, data, note):
     if data == "uint16":
         gray = (sample("coffee").mean(-1) * 257).astype(np.uint16)  # a real 16-bit grayscale PNG
@@ -157,7 +177,7 @@ def test_classify_converts_16bit_rgba_and_gray_uploads(name, data, note):
     ("bomb.png", png_claiming(50_000, 50_000), "decompression bomb"),
     ("huge.png", png_claiming(8_000, 8_000), "megapixels"),
     ("big.jpg", b"\xff\xd8\xff" + bytes(21 * 2**20), "limit is 20 MB"),
-])
+], ids=["empty", "not-an-image", "truncated", "bomb-2.5GP", "64MP", "over-20MB"])
 def test_classify_bad_uploads_show_a_message_not_a_traceback(name, content, message):
     if content is None:
         full = png(sample("chelsea"))
