@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from apps.ui import cache_dir, display, pixelated, to_uint8
+from apps.ui import cache_dir, display, pixelated
 
 log = logging.getLogger("apps")
 
@@ -247,10 +247,6 @@ def face_cropper():
 
 def show_image(image, caption: str | None = None, max_side: int = 640):
     st.image(display(image, max_side), caption=caption, width="stretch")
-
-
-__all__ = ["model", "pretrained_names", "gradcam", "fmnist", "fmnist_subset", "fmnist_collection",
-           "folder_collection", "fewshot_bundled", "fewshot_heldout", "verifier", "face_cropper", "to_uint8"]
 
 
 @st.cache_data(show_spinner=False, ttl=30)

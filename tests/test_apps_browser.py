@@ -6,7 +6,6 @@ Screenshots go to ``runs/screenshots/`` (or ``$APPS_SCREENSHOTS``) and to the te
 Needs: ``apt-get install chromium chromium-driver`` and ``pip install selenium``; skipped with the
 reason when either is missing.
 """
-import io
 import os
 import shutil
 import socket
