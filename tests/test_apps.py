@@ -246,6 +246,12 @@ def test_fewshot_bundled_support_beats_pixels_and_shows_neighbours():
     # each query row shows its nearest support examples with their labels and scores
     captions = [c for img in at.image for c in img.captions]
     assert sum(" · " in c for c in captions) >= 6 * 5
+    # an uploaded query against the bundled support set
+    train = fmnist("train")
+    trousers = train.images[np.flatnonzero(train.labels == train.class_names.index("Trouser"))[-1]]
+    at.radio(key="fs_qsrc").set_value("Upload images").run()
+    at.file_uploader(key="fs_queries").set_value([("trousers.png", png(trousers), "image/png")]).run()
+    assert "**Trouser**" in markdown(ok(at))
 
 
 def test_fewshot_uploaded_examples_per_class():
