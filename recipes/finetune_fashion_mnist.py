@@ -30,10 +30,10 @@ def run(model="efficientnet_lite0", out="runs/fmnist", subset=None, input_size=6
     clf = m.finetune(train, epochs=epochs, head_epochs=head_epochs, lr=lr, augment=augment,
                      batch_size=batch_size, out_dir=out, seed=seed, verbose=verbose)
     train_s = time.perf_counter() - t0
-    clf.save(out)
+    clf.save(Path(out) / "model")  # beside the plots: saving replaces its folder whole
     result = clf.evaluate(test, plot=Path(out) / "confusion_test.png")
     summary = {
-        "model": model, "input_size": input_size, "train_images": len(train), "epochs": epochs,
+        "model": model, "input_size": input_size, "train_images": len(train), "validation_split": 0.1, "epochs": epochs,
         "head_epochs": head_epochs, "lr": lr, "augment": augment,
         "test_accuracy": round(result["accuracy"], 4), "test_images": result["n"],
         "train_seconds": round(train_s), "total_seconds": round(time.perf_counter() - t0), "out": str(out),
@@ -58,7 +58,7 @@ def main(argv=None):
     s = run(a.model, a.out, **cfg)
     print(json.dumps(s, indent=2))
     print(f"\nTest accuracy: {s['test_accuracy']:.2%} on {s['test_images']} Fashion-MNIST test images "
-          f"({s['train_images']} training images, {s['total_seconds']}s). Model and plots in {s['out']}/")
+          f"({s['train_images']} training images, {s['total_seconds']}s). Model in {s['out']}/model, plots in {s['out']}/")
 
 
 if __name__ == "__main__":

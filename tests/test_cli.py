@@ -45,6 +45,8 @@ def test_finetune_and_evaluate(tmp_path, capsys):
                  "--epochs", "1", "--head-epochs", "10"]) == 0
     text = capsys.readouterr().out
     acc = float(text.split("test accuracy ")[1].split()[0])
-    assert acc > 0.65 and (out / "config.json").is_file() and (out / "confusion_test.png").is_file()
-    assert main(["evaluate", str(out), "fashion_mnist"]) == 0
+    assert acc > 0.65 and (out / "model" / "config.json").is_file()
+    for png in ("confusion_test.png", "confusion_val.png", "curves.png"):
+        assert (out / png).stat().st_size > 10_000, png
+    assert main(["evaluate", str(out / "model"), "fashion_mnist"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 10000

@@ -1,26 +1,20 @@
 """recipes.fewshot on real Fashion-MNIST images and scikit-image photos."""
-import gzip
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import zoo
+from zoo import data as zdata
 from recipes import fewshot
 from recipes.common import NotCalibratedError, NotFittedError, RecipeError
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
-
 
 def fashion_mnist(split: str, per_class: int, seed: int = 0, classes=range(10)):
-    prefix = "train" if split == "train" else "t10k"
-    with gzip.open(f"{FMNIST}/{prefix}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(f"{FMNIST}/{prefix}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    rng = np.random.default_rng(seed)
-    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes])
-    return x[rows], y[rows].astype(int)
+    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each of ``classes``."""
+    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
+    keep = np.isin(d.labels, list(classes))
+    return d.images[keep], d.labels[keep].astype(int)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """zoo.index on real images: Fashion-MNIST subsets and scikit-image photos with edited copies."""
-import gzip
 import json
 import shutil
 
@@ -9,22 +8,14 @@ import pytest
 from PIL import Image, ImageEnhance
 
 import zoo
+from zoo import data as zdata
 import zoo.index as zi
 from zoo.index import choice, store
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
-
-
 def fashion_mnist(split: str, per_class: int, seed: int = 0):
-    """(images uint8 (N,28,28), labels) with ``per_class`` images of each class, read from the idx files."""
-    prefix = "train" if split == "train" else "t10k"
-    with gzip.open(f"{FMNIST}/{prefix}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(f"{FMNIST}/{prefix}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    rng = np.random.default_rng(seed)
-    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)])
-    return x[rows], y[rows].astype(int)
+    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each class."""
+    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
+    return d.images, d.labels.astype(int)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """recipes.verification on Fashion-MNIST pairs and scikit-image photos."""
-import gzip
 import sys
 
 import numpy as np
@@ -7,21 +6,15 @@ import pytest
 from PIL import Image
 
 import zoo
+from zoo import data as zdata
 from recipes import verification as ver
 from recipes.common import MissingDependencyError, NotCalibratedError, RecipeError
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
-
-
 def fashion_mnist(split: str, per_class: int, seed: int = 0):
-    prefix = "train" if split == "train" else "t10k"
-    with gzip.open(f"{FMNIST}/{prefix}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(f"{FMNIST}/{prefix}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    rng = np.random.default_rng(seed)
-    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(10)])
-    return x[rows], y[rows].astype(int)
+    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each class."""
+    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
+    order = np.argsort(d.labels, kind="stable")  # grouped by class: halves by parity stay stratified
+    return d.images[order], d.labels[order].astype(int)
 
 
 @pytest.fixture(scope="module")

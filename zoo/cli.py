@@ -69,8 +69,8 @@ def _cmd_finetune(a):
     m = zoo.load(a.model, input_size=a.input_size)
     clf = m.finetune(train, epochs=a.epochs, head_epochs=a.head_epochs, batch_size=a.batch_size,
                      lr=a.lr, augment=a.augment, out_dir=a.out, seed=a.seed)
-    clf.save(a.out)
-    print(f"saved {a.out}")
+    model_dir = clf.save(Path(a.out) / "model")  # plots and checkpoint stay beside it in --out
+    print(f"saved {model_dir}")
     try:
         test = data.load(a.data, "test")
     except zoo.ZooError:
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("finetune", help="fine-tune a model on labelled data and save it")
     s.add_argument("data", help="'fashion_mnist', 'tfds:<name>' or a folder of class subfolders")
     s.add_argument("--model", default="efficientnet_lite0")
-    s.add_argument("--out", required=True, help="output model folder")
+    s.add_argument("--out", required=True, help="output folder: model/, curves.png, confusion matrices")
     s.add_argument("--input-size", type=int)
     s.add_argument("--epochs", type=int, default=3)
     s.add_argument("--head-epochs", type=int, default=10)
