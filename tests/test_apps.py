@@ -397,4 +397,5 @@ def test_verify_face_crops_with_mtcnn_when_installed():
     assert all("(face crop)" in c for img in at.image for c in img.captions)
     at.selectbox(key="ver_sample_B").set_value("chelsea").run()  # a cat: no human face
     assert not at.exception
-    assert "No face found in image B" in " ".join(e.value for e in at.error)
+    assert "No face found in image B (Cat (Chelsea))" in " ".join(e.value for e in at.error)
+    assert len(at.image) == 2  # both photos still shown

@@ -55,15 +55,21 @@ with ui.guard("verify"):
     if face:
         from recipes.verification import FaceNotFoundError
 
+        missing = []
         with st.spinner("Finding faces..."):
             crop = res.face_cropper()
             for n, (side, x) in enumerate(zip("AB", [a, b])):
                 try:
                     images[n] = crop(x.image)
                 except FaceNotFoundError:
-                    st.error(f"No face found in image {side} ({x.name}): choose a photo with a clear, "
-                             "frontal face or turn off 'Crop faces first'.")
-                    st.stop()
+                    missing.append(f"image {side} ({x.name})")
+        if missing:  # outside the spinner, so that it goes away
+            for col, x in zip((ca, cb), (a, b)):
+                with col:
+                    res.show_image(x.image, f"{x.name}: {x.note}", 480)
+            st.error(f"No face found in {' or '.join(missing)}: choose a photo with a clear, frontal face "
+                     "or turn off 'Crop faces first'.")
+            st.stop()
     with ca:
         res.show_image(images[0], f"{a.name}: {a.note}" + (" (face crop)" if face else ""), 480)
     with cb:
