@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-fast bench apps
+.PHONY: setup demo test test-fast test-apps bench apps
 setup:
 	bash scripts/setup.sh
 
@@ -14,5 +14,8 @@ test-fast: setup
 bench: setup
 	.venv/bin/python bench/embed.py && .venv/bin/python bench/finetune.py
 
-apps: setup
-	WITH_BROWSER=0 .venv/bin/streamlit run apps/Home.py
+test-apps: setup  ## the apps' page tests and the real-browser test (WITH_BROWSER=1 make setup first)
+	.venv/bin/python -m pytest -q tests/test_apps.py tests/test_apps_browser.py
+
+apps: setup  ## open the Streamlit demos at http://localhost:8501
+	.venv/bin/streamlit run apps/Home.py

@@ -3,7 +3,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 core = [l.strip() for l in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-        if l.strip() and not l.startswith("#") and not l.startswith(("streamlit", "pytest", "mtcnn"))]
+        if l.strip() and not l.startswith("#") and not l.startswith(("streamlit", "pytest", "mtcnn", "selenium"))]
 
 setup(
     name="zoo",

@@ -7,7 +7,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
-if [ "${WITH_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+if [ "${WITH_BROWSER:-0}" = 1 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
 fi
 PY=${PYTHON:-python3}

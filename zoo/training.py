@@ -208,12 +208,14 @@ def _unfreeze(clf: FineTunedClassifier, unfreeze, freeze_bn: bool = True):
 
 
 def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strategy | None = None,
-             out_dir=None, class_names=None, **kwargs) -> FineTunedClassifier:
+             out_dir=None, class_names=None, callbacks=None, **kwargs) -> FineTunedClassifier:
     """Fine-tune ``model`` on labelled ``train`` data; returns a :class:`FineTunedClassifier`.
 
     ``val`` defaults to a stratified ``val_fraction`` of ``train``. Keyword arguments are
     the fields of :class:`FinetuneConfig`. ``out_dir`` receives the best checkpoint,
-    ``curves.png`` and ``confusion_val.png``.
+    ``curves.png`` and ``confusion_val.png``. ``callbacks``: Keras callbacks given to both phases'
+    ``fit`` (the head on cached features, then the unfrozen network; each phase begins with
+    ``on_train_begin``), e.g. for live progress in the apps.
     """
     cfg = FinetuneConfig(**kwargs)
     verbose = cfg.verbose if cfg.verbose is not None else (1 if sys.stderr.isatty() else 2)
@@ -253,7 +255,8 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         n = len(train.class_names)
         h = head_model.fit(feats[0], keras.utils.to_categorical(feats[1], n), batch_size=256,
                            epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
-                           validation_data=(vfeats[0], keras.utils.to_categorical(vfeats[1], n)) if vfeats else None)
+                           validation_data=(vfeats[0], keras.utils.to_categorical(vfeats[1], n)) if vfeats else None,
+                           callbacks=list(callbacks or []))
         _extend(history, h.history)
         log.info("head: val accuracy %s", h.history.get("val_accuracy", ["-"])[-1])
 
@@ -274,17 +277,17 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
                 keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                 keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing), metrics=["accuracy"], jit_compile=_use_xla(),
                 run_eagerly=cfg.run_eagerly)
-        callbacks = [_Throughput(steps * cfg.batch_size, verbose)]
+        fit_callbacks = [_Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])]
         if vds is not None:
-            callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.patience,
+            fit_callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.patience,
                                                            restore_best_weights=True, mode="max"))
             if out_dir:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
-                callbacks.append(keras.callbacks.ModelCheckpoint(
+                fit_callbacks.append(keras.callbacks.ModelCheckpoint(
                     str(Path(out_dir) / "best.weights.h5"), monitor="val_accuracy", mode="max",
                     save_best_only=True, save_weights_only=True))
         h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
-                                     callbacks=callbacks, verbose=verbose)
+                                     callbacks=fit_callbacks, verbose=verbose)
         _extend(history, h.history)
     clf.history = history
     clf.training_config = asdict(cfg)
