@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 import zoo
 from zoo.errors import ZooError
+from zoo.model import replace_dir
 
 
 class RecipeError(ZooError, ValueError):
@@ -112,13 +112,7 @@ def write_folder(path, files: dict) -> Path:
                 content(f)
             else:
                 f.write_bytes(content.encode() if isinstance(content, str) else content)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

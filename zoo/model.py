@@ -238,7 +238,7 @@ class ZooModel:
                 **self._config(),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            _replace_dir(tmp, path)
+            replace_dir(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
@@ -250,7 +250,7 @@ def _sha256(path) -> str:
     return file_digest(Path(path), "sha256")
 
 
-def _replace_dir(new: Path, dest: Path):
+def replace_dir(new: Path, dest: Path):
     """Swap ``new`` into ``dest``; the old folder survives until the new one is in place."""
     old = None
     if dest.exists():
