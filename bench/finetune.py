@@ -31,7 +31,8 @@ def main():
     t = time.perf_counter()
     ours = run(out=a.out, **cfg)
     print(json.dumps(ours, indent=2))
-    print(f"recipe: {ours['test_accuracy']:.2%} test accuracy in {(time.perf_counter() - t) / 60:.1f} min")
+    print(f"recipe: {ours['test_accuracy']:.2%} test accuracy ({ours['test_accuracy_flip_tta']:.2%} with flip TTA) "
+          f"in {(time.perf_counter() - t) / 60:.1f} min")
     if a.baseline:
         t = time.perf_counter()
         base = run(out=a.out + "_plain", subset=cfg["subset"], input_size=64, epochs=2, head_epochs=1,

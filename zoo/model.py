@@ -147,15 +147,21 @@ class ZooModel:
         return f"<ZooModel {self.entry.full_name} {self.input_size}px dim={self.feature_dim}>"
 
     # ---- inference ------------------------------------------------------------------------
-    def _fn(self, key: str, model: keras.Model):
+    def _fn(self, key: str, model: keras.Model, flip_tta: bool = False):
+        """A traced inference call of ``model``; ``flip_tta`` averages it with the mirrored image's."""
+        key = key + "+flip" if flip_tta else key
         if key not in self._fns:
             spec = tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)
-            self._fns[key] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+            def call(x):
+                y = model(x, training=False)
+                return 0.5 * (y + model(tf.reverse(x, [2]), training=False)) if flip_tta else y
+            self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
 
-    def _run(self, key, model, images, batch_size, progress=True):
+    def _run(self, key, model, images, batch_size, progress=True, flip_tta=False):
         src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation)
-        fn = self._fn(key, model)
+        fn = self._fn(key, model, flip_tta)
         total = len(src.sources) or None
         bar = Progress(total, key, progress)
         outs, seen = [], []

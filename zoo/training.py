@@ -56,13 +56,17 @@ class FineTunedClassifier(ZooModel):
     def labels(self):
         return self.class_names
 
-    def predict(self, images, batch_size: int = 64) -> np.ndarray:
-        return self._run("predict", self.classifier_model, images, batch_size)
+    def predict(self, images, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+        """Class probabilities (N, classes); ``tta=True`` averages them with the mirrored images'."""
+        return self._run("predict", self.classifier_model, images, batch_size, flip_tta=tta)
 
-    def evaluate(self, test, batch_size: int = 64, plot: str | Path | None = None) -> dict:
-        """Accuracy, loss and confusion matrix on labelled data (optionally a PNG of the matrix)."""
+    def evaluate(self, test, batch_size: int = 64, plot: str | Path | None = None, tta: bool = False) -> dict:
+        """Accuracy, loss and confusion matrix on labelled data (optionally a PNG of the matrix).
+
+        ``tta=True``: horizontal-flip test-time augmentation (two forward passes per image).
+        """
         test = as_labeled(test, self.class_names)
-        fn = self._fn("predict", self.classifier_model)
+        fn = self._fn("predict", self.classifier_model, flip_tta=tta)
         probs, ys = [], []
         bar = Progress(len(test) if hasattr(test, "__len__") else None, "evaluate")
         for x, y in test.batches(self.input_size, batch_size):
