@@ -2,6 +2,6 @@
 
 The pages (``apps/pages_/``) are thin: they read input, call ``zoo`` and ``recipes`` and draw.
 Shared pieces live here: input handling and error display (``ui``), cached models and indexes
-(``resources``), bundled sample photos (``samples``), Grad-CAM (``explain``) and the live
+(``resources``), bundled sample photos (``samples``), and the live
 training callback (``progress``).
 """

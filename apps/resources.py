@@ -50,7 +50,7 @@ def pretrained_names() -> list[str]:
 
 @st.cache_resource(show_spinner=False)
 def gradcam(name: str):
-    from apps.explain import GradCAM
+    from zoo.explain import GradCAM
 
     return GradCAM(model(name))
 

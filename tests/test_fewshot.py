@@ -5,32 +5,24 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo import data as zdata
 from recipes import fewshot
 from recipes.common import NotCalibratedError, NotFittedError, RecipeError
 
 
-def fashion_mnist(split: str, per_class: int, seed: int = 0, classes=range(10)):
-    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each of ``classes``."""
-    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
-    keep = np.isin(d.labels, list(classes))
-    return d.images[keep], d.labels[keep].astype(int)
+@pytest.fixture(scope="module")
+def model(lite0_96):
+    return lite0_96
 
 
 @pytest.fixture(scope="module")
-def model():
-    return zoo.load("efficientnet_lite0", input_size=96)
-
-
-@pytest.fixture(scope="module")
-def support(model):
-    x, y = fashion_mnist("train", 10)
+def support(model, fmnist_sample):
+    x, y = fmnist_sample("train", 10)
     return x, y, model.embed(x, progress=False)
 
 
 @pytest.fixture(scope="module")
-def held_out(model):
-    x, y = fashion_mnist("test", 10)
+def held_out(model, fmnist_sample):
+    x, y = fmnist_sample("test", 10)
     return x, y, model.embed(x, progress=False)
 
 
@@ -58,8 +50,8 @@ def test_prototype_mode_and_k_capped_by_shots(support, held_out):
     assert (proto.predict(qe) == qy).mean() > 0.6 and np.allclose(p.sum(1), 1)
 
 
-def test_episodes_beat_raw_pixels(model):
-    x, y = fashion_mnist("test", 25, seed=1)
+def test_episodes_beat_raw_pixels(model, fmnist_sample):
+    x, y = fmnist_sample("test", 25, seed=1)
     r = fewshot.evaluate_episodes((x, y), n_way=5, k_shot=5, n_query=15, episodes=60, model=model)
     assert 0 < r["baseline_accuracy"] < r["accuracy"] <= 1 and r["ci95"] > 0
     assert r["gain"] - r["gain_ci95"] > 0  # paired over the same episodes
@@ -88,8 +80,8 @@ def test_unknown_below_calibrated_threshold(model, support, held_out):
     assert np.mean(knn.confidence(qe[qy < 5]) < t2) == pytest.approx(0.2, abs=0.03)
 
 
-def test_folder_support_save_and_load(model, tmp_path):
-    x, y = fashion_mnist("train", 4, seed=5, classes=(0, 7, 8))
+def test_folder_support_save_and_load(model, tmp_path, fmnist_sample):
+    x, y = fmnist_sample("train", 4, seed=5, classes=(0, 7, 8))
     names = {0: "tshirt", 7: "sneaker", 8: "bag"}
     for i, (img, c) in enumerate(zip(x, y)):
         (tmp_path / "support" / names[c]).mkdir(parents=True, exist_ok=True)
@@ -97,7 +89,7 @@ def test_folder_support_save_and_load(model, tmp_path):
     (tmp_path / "support" / "bag" / "broken.png").write_bytes(b"junk")  # skipped, labels stay aligned
     knn = fewshot.KNNClassifier(model=model, k=3, mode="prototype").fit(tmp_path / "support")
     assert knn.classes_.tolist() == ["bag", "sneaker", "tshirt"] and len(knn._y) == 12
-    qx, qy = fashion_mnist("test", 5, classes=(0, 7, 8))
+    qx, qy = fmnist_sample("test", 5, classes=(0, 7, 8))
     pred = knn.predict(qx)
     assert (pred == np.array([names[c] for c in qy])).mean() >= 0.8
     knn.calibrate_unknown(reject_rate=0.1)

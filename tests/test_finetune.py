@@ -56,6 +56,9 @@ def test_save_load_identical_predictions(finetuned, small, tmp_path):
     assert isinstance(again, FineTunedClassifier) and again.labels == clf.labels
     np.testing.assert_array_equal(again.predict(test.images[:200]).argmax(1), clf.predict(test.images[:200]).argmax(1))
     np.testing.assert_allclose(again.predict(test.images[:50]), clf.predict(test.images[:50]), atol=1e-6)
+    mirrored = again.predict(test.images[:50, :, ::-1])  # flip TTA = mean of the image's and its mirror's
+    np.testing.assert_allclose(again.predict(test.images[:50], tta=True),
+                               (again.predict(test.images[:50]) + mirrored) / 2, atol=1e-5)
     top = again.classify(test.images[:1], top_k=2)[0]
     assert top[0][1] in data.FASHION_MNIST_CLASSES
 

@@ -8,30 +8,24 @@ import pytest
 from PIL import Image, ImageEnhance
 
 import zoo
-from zoo import data as zdata
 import zoo.index as zi
 from zoo.index import choice, store
 
-def fashion_mnist(split: str, per_class: int, seed: int = 0):
-    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each class."""
-    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
-    return d.images, d.labels.astype(int)
+
+@pytest.fixture(scope="module")
+def model(lite0_96):
+    return lite0_96
 
 
 @pytest.fixture(scope="module")
-def model():
-    return zoo.load("efficientnet_lite0", input_size=96)
-
-
-@pytest.fixture(scope="module")
-def gallery(model):
-    x, y = fashion_mnist("train", 40)
+def gallery(model, fmnist_sample):
+    x, y = fmnist_sample("train", 40)
     return x, y, model.embed(x, progress=False)
 
 
 @pytest.fixture(scope="module")
-def queries(model):
-    x, y = fashion_mnist("test", 10)
+def queries(model, fmnist_sample):
+    x, y = fmnist_sample("test", 10)
     return x, y, model.embed(x, progress=False)
 
 
@@ -298,8 +292,8 @@ def test_l2_metric_returns_distances(gallery):
     assert (np.diff(res.scores, axis=1) >= 0).all()
 
 
-def test_interrupted_folder_build_resumes(model, tmp_path, monkeypatch):
-    x, y = fashion_mnist("test", 6, seed=3)
+def test_interrupted_folder_build_resumes(model, tmp_path, monkeypatch, fmnist_sample):
+    x, y = fmnist_sample("test", 6, seed=3)
     src = tmp_path / "imgs"
     src.mkdir()
     for i, img in enumerate(x):

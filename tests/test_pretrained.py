@@ -110,3 +110,17 @@ def test_pyramid_and_normalised_embeddings(lite0, photos):
     e = lite0.embed([photos["chelsea"], photos["coffee"]], normalize=True, progress=False)
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
 
+
+
+def test_gradcam_lights_up_the_object(lite0, photos):
+    """Grad-CAM of the predicted class covers the cat's face / the cup, not the background border."""
+    from zoo.explain import GradCAM, overlay
+
+    cam = GradCAM(lite0)
+    for name, cls in (("chelsea", 285), ("coffee", 967)):
+        heat = cam(photos[name], cls)
+        assert heat.shape == (7, 7) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+        inner, border = heat[1:-1, 1:-1].mean(), np.r_[heat[0], heat[-1], heat[:, 0], heat[:, -1]].mean()
+        assert inner > 2 * border, (name, inner, border)
+    picture = overlay(photos["chelsea"], heat)
+    assert picture.shape == photos["chelsea"].shape and picture.dtype == np.uint8

@@ -6,31 +6,23 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo import data as zdata
 from recipes import verification as ver
 from recipes.common import MissingDependencyError, NotCalibratedError, RecipeError
 
-def fashion_mnist(split: str, per_class: int, seed: int = 0):
-    """(images uint8 (N,28,28), labels): ``per_class`` real Fashion-MNIST images of each class."""
-    d = zdata.fashion_mnist(split).subset(per_class=per_class, seed=seed)
-    order = np.argsort(d.labels, kind="stable")  # grouped by class: halves by parity stay stratified
-    return d.images[order], d.labels[order].astype(int)
+@pytest.fixture(scope="module")
+def model(lite0_96):
+    return lite0_96
 
 
 @pytest.fixture(scope="module")
-def model():
-    return zoo.load("efficientnet_lite0", input_size=96)
-
-
-@pytest.fixture(scope="module")
-def train(model):
-    x, y = fashion_mnist("train", 300)
+def train(model, fmnist_sample):
+    x, y = fmnist_sample("train", 300, grouped=True)
     return x, y, model.embed(x, progress=False)
 
 
 @pytest.fixture(scope="module")
-def test(model):
-    x, y = fashion_mnist("test", 150, seed=1)
+def test(model, fmnist_sample):
+    x, y = fmnist_sample("test", 150, seed=1, grouped=True)
     return x, y, model.embed(x, progress=False)
 
 

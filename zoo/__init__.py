@@ -6,7 +6,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 from zoo.errors import (  # noqa: E402
-    ChecksumMismatchError, ImageError, InputShapeError, SavedModelError, UnknownModelError,
+    ChecksumMismatchError, ImageError, InputShapeError, NoHeadError, SavedModelError, UnknownModelError,
     WeightsNotFoundError, ZooError,
 )
 from zoo.model import ZooModel, load  # noqa: E402
@@ -15,5 +15,5 @@ from zoo.registry import ModelEntry, get_entry, info, list_models, register  # n
 __all__ = [
     "ZooModel", "load", "list_models", "info", "get_entry", "register", "ModelEntry",
     "ZooError", "UnknownModelError", "WeightsNotFoundError", "ChecksumMismatchError",
-    "ImageError", "InputShapeError", "SavedModelError",
+    "ImageError", "InputShapeError", "NoHeadError", "SavedModelError",
 ]

@@ -88,7 +88,7 @@ def _cmd_evaluate(a):
     if not hasattr(clf, "evaluate"):
         print(f"{a.model_dir} is not a fine-tuned classifier", file=sys.stderr)
         return EXIT_USAGE
-    r = clf.evaluate(data.load(a.data, a.split), plot=a.plot)
+    r = clf.evaluate(data.load(a.data, a.split), plot=a.plot, tta=a.tta)
     print(json.dumps({k: v for k, v in r.items() if k != "confusion_matrix"}, indent=2))
     return 0
 
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data")
     s.add_argument("--split", default="test")
     s.add_argument("--plot", help="write the confusion matrix PNG here")
+    s.add_argument("--tta", action="store_true", help="average with horizontally mirrored images (2x the time)")
     s.set_defaults(func=_cmd_evaluate)
 
     try:

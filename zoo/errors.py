@@ -26,6 +26,10 @@ class UnsafeCheckpointError(WeightsFormatError):
     """A checkpoint asked to run code we do not allow."""
 
 
+class NoHeadError(ZooError, ValueError):
+    """The model has no ImageNet classification head (e.g. loaded at another input size)."""
+
+
 class ImageError(ZooError, ValueError):
     """An image could not be read or converted."""
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from zoo import images as zimages
 from zoo.backbone import build_network, find_taps
-from zoo.errors import SavedModelError, ZooError
+from zoo.errors import NoHeadError, SavedModelError, ZooError
 from zoo.labels import imagenet_labels
 from zoo.layers import Normalize
 from zoo.registry import ModelEntry, Preprocessing, get_entry
@@ -203,7 +203,7 @@ class ZooModel:
     def predict(self, images, batch_size: int = 64) -> np.ndarray:
         """(N, classes) probabilities of the model's classification head."""
         if self.imagenet_model is None:
-            raise ZooError(f"{self.name} at {self.input_size}px has no classification head; "
+            raise NoHeadError(f"{self.name} at {self.input_size}px has no classification head; "
                            f"load it at {self.entry.input_size}px or fine-tune one")
         return self._run("predict", self.imagenet_model, images, batch_size)
 

@@ -2,7 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from apps import explain, samples, ui
+from apps import samples, ui
+from zoo import explain
 from apps import resources as res
 
 st.title("Classify")

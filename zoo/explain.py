@@ -3,9 +3,10 @@
 It reuses the model's own graph: raw RGB pixels -> the model's ``normalize`` layer -> its
 network, read at two places: the last feature map (the tensor that ``feature_network`` pools)
 and the class score. The score is the logit of the final softmax Dense layer when there is one
-(gradients of a saturated probability vanish), else the log-probability. Only the apps use it
-so far; it is written against ``ZooModel``'s public attributes so it can move into ``zoo``
-unchanged.
+(gradients of a saturated probability vanish), else the log-probability.
+
+    cam = GradCAM(zoo.load("efficientnet_lite0"))(image, class_index=285)   # (7, 7) in [0, 1]
+    picture = overlay(image, cam)
 """
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.errors import NoHeadError
+
 
 class GradCAM:
+    """Class-activation heat maps of a :class:`zoo.ZooModel` with its ImageNet head."""
+
     def __init__(self, model):
         if model.imagenet_model is None:
-            raise ValueError(f"{model.name} at {model.input_size}px has no classification head")
+            raise NoHeadError(f"{model.name} at {model.input_size}px has no classification head; "
+                              f"load it at {model.entry.input_size}px")
         self.model = model
         net = model.network
         fmap = model.feature_network.get_layer("pooled").input  # last feature map, e.g. 7x7x1280
