@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from _common import embeddings, fashion_mnist, pixels
 
 from recipes import fewshot

@@ -62,7 +62,7 @@ def main():
               f"{t_index:.1f}s, together {n / (t_tr + t_te + t_index):.0f} img/s")
     feats = retrieval_metrics(etr, ytr, ete, yte)
     raw = retrieval_metrics(pixels(xtr), ytr, pixels(xte), yte)
-    print(f"\nretrieval, 10k test queries against 60k train, exact cosine search")
+    print("\nretrieval, 10k test queries against 60k train, exact cosine search")
     print(f"{'metric':10} {'features':>9} {'pixels':>9} {'ratio':>7}")
     for k in feats:
         print(f"{k:10} {feats[k]:9.4f} {raw[k]:9.4f} {feats[k] / raw[k]:7.3f}")

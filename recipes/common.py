@@ -66,8 +66,14 @@ def model_record(model) -> dict | None:
             "source": src if src and Path(src).is_dir() else None}
 
 
-def load_recorded_model(rec: dict | None):
-    """Re-load the model a recipe was saved with and check its fingerprint."""
+def load_recorded_model(rec: dict | None, model=None, what: str = "this recipe"):
+    """The model a recipe was saved with: re-loaded, or ``model`` (checked against its fingerprint)."""
+    if model is not None:
+        model = resolve_model(model)
+        if rec and model.fingerprint() != rec["fingerprint"]:
+            raise RecipeError(f"{model.name} ({model.fingerprint()}) is not the model {what} was "
+                              f"fitted with ({rec['fingerprint']})")
+        return model
     if rec is None:
         return None
     m = zoo.load(rec["source"]) if rec.get("source") and Path(rec["source"]).is_dir() \

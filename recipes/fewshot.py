@@ -225,13 +225,7 @@ class KNNClassifier:
         path = Path(path)
         cfg = read_config(path, "fewshot.KNNClassifier")
         mean = np.load(path / "mean.npy")
-        if model is None:
-            model = load_recorded_model(cfg["model"])
-        else:
-            model = resolve_model(model)
-            if cfg["model"] and model.fingerprint() != cfg["model"]["fingerprint"]:
-                raise RecipeError(f"{model.name} ({model.fingerprint()}) is not the model this classifier was "
-                                  f"fitted with ({cfg['model']['fingerprint']})")
+        model = load_recorded_model(cfg["model"], model, "this classifier")
         center = mean if cfg["center"] == "array" else cfg["center"]
         out = cls(model=model, k=cfg["k"], metric=cfg["metric"], mode=cfg["mode"], center=center,
                   power=cfg["power"], unknown_threshold=cfg["unknown_threshold"],

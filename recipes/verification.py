@@ -202,13 +202,7 @@ class Verifier:
     def load(cls, path, model=None) -> "Verifier":
         path = Path(path)
         cfg = read_config(path, "verification.Verifier")
-        if model is None:
-            model = load_recorded_model(cfg["model"])
-        else:
-            model = resolve_model(model)
-            if cfg["model"] and model.fingerprint() != cfg["model"]["fingerprint"]:
-                raise RecipeError(f"{model.name} ({model.fingerprint()}) is not the model this verifier was "
-                                  f"calibrated with ({cfg['model']['fingerprint']})")
+        model = load_recorded_model(cfg["model"], model, "this verifier")
         v = cls(model=model, threshold=cfg["threshold"], face=cfg["face"])
         v.calibration = cfg["calibration"]
         if cfg["head"]:

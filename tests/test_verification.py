@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import zoo
 from recipes import verification as ver
 from recipes.common import MissingDependencyError, NotCalibratedError, RecipeError
 

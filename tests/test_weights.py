@@ -1,7 +1,6 @@
 """Weight files: resolution order, checksums, safe reading, clear errors."""
 import io
 import pickle
-import struct
 from dataclasses import replace
 
 import numpy as np
