@@ -36,6 +36,7 @@ def test_finetune_beats_linear_probe_and_floor(lite0_64, small, finetuned):
     probe = lite0_64.finetune(train, epochs=0, head_epochs=10, verbose=0)
     probe_acc = probe.evaluate(test)["accuracy"]
     clf, out = finetuned
+    assert clf.training_config["kept"] == "finetuned"  # unfreezing beat the head alone here
     acc = clf.evaluate(test)["accuracy"]
     assert acc >= 0.86, acc          # floor on 1000 real test images (measured 0.887; probe 0.831)
     assert acc > probe_acc + 0.02, (acc, probe_acc)
@@ -121,3 +122,13 @@ def test_unfreeze_last_stages_only(lite0_64, fmnist_train):
     assert not any(isinstance(layers[i], __import__("keras").layers.BatchNormalization) for i in trainable)
     _unfreeze(clf, "all")
     assert clf.network.get_layer("stem_conv").trainable and not clf.network.get_layer("stem_bn").trainable
+
+
+def test_head_only_model_is_kept_when_unfreezing_makes_it_worse(lite0_64, fmnist_train):
+    """A destructive learning rate wrecks the unfrozen network; the head-only model comes back."""
+    tr, val = fmnist_train.subset(per_class=20, seed=6), fmnist_train.subset(per_class=10, seed=7)
+    clf = lite0_64.finetune(tr, val, epochs=1, head_epochs=5, lr=5.0, verbose=0)
+    head_val = clf.history["val_accuracy"][4]
+    assert clf.history["val_accuracy"][5] < head_val, clf.history  # the unfrozen epoch really was worse
+    assert clf.training_config["kept"] == "head"
+    assert clf.evaluate(val)["accuracy"] == pytest.approx(head_val, abs=1e-6)

@@ -244,6 +244,7 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         body.feature_network.set_weights(model.feature_network.get_weights())
         clf = FineTunedClassifier(body, train.class_names, cfg.dropout)
     history: dict = {"phase_starts": []}
+    head_val, kept = None, "head" if cfg.epochs <= 0 else "finetuned"
 
     # Phase 1: the head on cached embeddings of un-augmented images.
     if cfg.head_epochs > 0:
@@ -262,7 +263,8 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
                            validation_data=(vfeats[0], keras.utils.to_categorical(vfeats[1], n)) if vfeats else None,
                            callbacks=list(callbacks or []))
         _extend(history, h.history)
-        log.info("head: val accuracy %s", h.history.get("val_accuracy", ["-"])[-1])
+        head_val = h.history.get("val_accuracy", [None])[-1]
+        log.info("head: val accuracy %s", head_val)
 
     # Phase 2: unfreeze and train end to end with augmentation.
     if cfg.epochs > 0:
@@ -272,6 +274,9 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         onehot = lambda x, y: (x, tf.one_hot(y, n))  # noqa: E731
         tds = train.batches(size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed, repeat=True).map(onehot)
         vds = val.batches(size, cfg.batch_size).map(onehot) if val is not None else None
+        # The head-only model, to fall back to if unfreezing never beats it on validation
+        # (small data and a short schedule can make the first full epochs worse).
+        snapshot = {v.path: v.numpy() for v in clf.classifier_model.weights} if head_val is not None else None
         with strategy.scope():
             _unfreeze(clf, cfg.unfreeze, cfg.freeze_bn)
             total = steps * cfg.epochs
@@ -293,8 +298,15 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
                                      callbacks=fit_callbacks, verbose=verbose)
         _extend(history, h.history)
+        if snapshot is not None and max(h.history.get("val_accuracy", [1.0])) < head_val:
+            for v in clf.classifier_model.weights:
+                v.assign(snapshot[v.path])
+            kept = "head"
+            log.warning("unfreezing did not beat the head alone on validation (%.4f < %.4f): "
+                        "kept the head-only model; try a lower lr or more epochs",
+                        max(h.history["val_accuracy"]), head_val)
     clf.history = history
-    clf.training_config = asdict(cfg)
+    clf.training_config = {**asdict(cfg), "kept": kept}
     if out_dir:
         plots.training_curves(history, Path(out_dir) / "curves.png", f"{model.name} fine-tuning")
         if val is not None:

@@ -66,7 +66,7 @@ def run(name, train, test, size, head_epochs, epochs, batch_size, lr):
     return {"name": name, "size": size, "accuracy": ev["accuracy"], "loss": ev["loss"], "n_test": ev["n"],
             "n_train": len(train), "seconds": train_s, "curves": curves, "per_class": per_class,
             "confusion_png": (out / "confusion_test.png").read_bytes(), "zip": ui.zip_folder(folder, out.name),
-            "folder": str(folder)}
+            "folder": str(folder), "kept": getattr(clf, "training_config", {}).get("kept")}
 
 
 with ui.guard("set up fine-tuning"):
@@ -122,6 +122,9 @@ if result:
     c1.metric(f"Test accuracy ({result['n_test']:,} images)", f"{result['accuracy']:.1%}")
     c2.metric("Test loss", f"{result['loss']:.3f}")
     c3.metric("Training time", f"{result['seconds']:.0f} s", help=f"{result['n_train']:,} training images")
+    if result.get("kept") == "head":
+        st.info("The full-network epochs never beat the head alone on the validation images, so the "
+                "head-only model was kept. With this little data, try a lower learning rate or more epochs.")
     live.draw_curves(result["curves"])
     c1, c2 = st.columns([3, 2])
     c1.image(result["confusion_png"], caption="Confusion matrix on the test images", width="stretch")
