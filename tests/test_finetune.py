@@ -124,11 +124,16 @@ def test_unfreeze_last_stages_only(lite0_64, fmnist_train):
     assert clf.network.get_layer("stem_conv").trainable and not clf.network.get_layer("stem_bn").trainable
 
 
-def test_head_only_model_is_kept_when_unfreezing_makes_it_worse(lite0_64, fmnist_train):
+def test_head_only_model_is_kept_when_unfreezing_makes_it_worse(lite0_64, fmnist_train, tmp_path):
     """A destructive learning rate wrecks the unfrozen network; the head-only model comes back."""
     tr, val = fmnist_train.subset(per_class=20, seed=6), fmnist_train.subset(per_class=10, seed=7)
-    clf = lite0_64.finetune(tr, val, epochs=1, head_epochs=5, lr=5.0, verbose=0)
+    clf = lite0_64.finetune(tr, val, epochs=1, head_epochs=5, lr=5.0, verbose=0, out_dir=tmp_path)
     head_val = clf.history["val_accuracy"][4]
     assert clf.history["val_accuracy"][5] < head_val, clf.history  # the unfrozen epoch really was worse
     assert clf.training_config["kept"] == "head"
     assert clf.evaluate(val)["accuracy"] == pytest.approx(head_val, abs=1e-6)
+    # the best checkpoint on disk is the model returned, not the wrecked unfrozen one
+    again = FineTunedClassifier(lite0_64, clf.labels)
+    again.classifier_model.load_weights(tmp_path / "best.weights.h5")
+    np.testing.assert_allclose(again.predict(val.images[:20]), clf.predict(val.images[:20]), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

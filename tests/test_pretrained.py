@@ -111,7 +111,6 @@ def test_pyramid_and_normalised_embeddings(lite0, photos):
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
 
 
-
 def test_gradcam_lights_up_the_object(lite0, photos):
     """Grad-CAM of the predicted class covers the cat's face / the cup, not the background border."""
     from zoo.explain import GradCAM, overlay

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -298,13 +299,15 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
                                      callbacks=fit_callbacks, verbose=verbose)
         _extend(history, h.history)
-        if snapshot is not None and max(h.history.get("val_accuracy", [1.0])) < head_val:
+        best_unfrozen = max(h.history["val_accuracy"]) if snapshot is not None else None
+        if snapshot is not None and best_unfrozen < head_val:
             for v in clf.classifier_model.weights:
                 v.assign(snapshot[v.path])
             kept = "head"
+            if out_dir:  # the checkpoint holds the model returned, not the worse unfrozen one
+                _save_weights_atomic(clf.classifier_model, Path(out_dir) / "best.weights.h5")
             log.warning("unfreezing did not beat the head alone on validation (%.4f < %.4f): "
-                        "kept the head-only model; try a lower lr or more epochs",
-                        max(h.history["val_accuracy"]), head_val)
+                        "kept the head-only model; try a lower lr or more epochs", best_unfrozen, head_val)
     clf.history = history
     clf.training_config = {**asdict(cfg), "kept": kept}
     if out_dir:
@@ -312,6 +315,15 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
         if val is not None:
             clf.evaluate(val, cfg.batch_size, plot=Path(out_dir) / "confusion_val.png")
     return clf
+
+
+def _save_weights_atomic(model: keras.Model, path: Path):
+    tmp = path.with_name(f".{os.getpid()}-{path.name}")  # keeps the .weights.h5 suffix Keras needs
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _embed_labeled(clf, d, batch_size, what):
