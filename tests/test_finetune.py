@@ -111,7 +111,7 @@ def test_tf_dataset_and_mirrored_strategy(lite0_64, fmnist_train):
 
 
 def test_unfreeze_last_stages_only(lite0_64, fmnist_train):
-    from zoo.training import _unfreeze
+    from zoo.training import unfreeze_backbone as _unfreeze
 
     clf = FineTunedClassifier(lite0_64, ["a", "b"])
     _unfreeze(clf, 1)  # the last stage: everything after the P4 tap

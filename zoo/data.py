@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import images as zimages
-from zoo.errors import DataError
+from zoo.errors import DataError, NoSplitError
 
 log = logging.getLogger(__name__)
 FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
@@ -27,18 +27,38 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 
 @dataclass
 class LabeledImages:
-    """Images (uint8 array (N,H,W[,C]) or list of file paths) with int labels and class names."""
+    """Images (array (N,H,W[,C]) or list of file paths) with int labels and class names.
+
+    Pixels go through :mod:`zoo.images`' one converter; for a float array, whether it holds
+    [0, 1] or [0, 255] values is decided once, over the whole array (``value_range``).
+    """
 
     images: np.ndarray | list
     labels: np.ndarray
     class_names: list[str]
+    value_range: str = "auto"
 
     def __post_init__(self):
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.labels = np.asarray(self.labels)
+        if self.labels.ndim != 1 or not np.issubdtype(self.labels.dtype, np.integer):
+            raise DataError(f"labels must be a 1-D array of integer class ids; got {self.labels.dtype} "
+                            f"shaped {self.labels.shape}")
+        self.labels = self.labels.astype(np.int64)
+        if isinstance(self.images, np.ndarray):
+            self.images = zimages.as_image_array(self.images) if len(self.images) else self.images
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise DataError(f"labels must be in 0..{len(self.class_names) - 1}")
+        self._scale = None
+
+    @property
+    def pixel_scale(self) -> float:
+        """The factor that takes this collection's raw values to [0, 255] (decided once)."""
+        if self._scale is None:
+            self._scale = zimages._array_scale(self.images, self.value_range) \
+                if isinstance(self.images, np.ndarray) and len(self.images) else 1.0
+        return self._scale
 
     def __len__(self):
         return len(self.labels)
@@ -50,7 +70,9 @@ class LabeledImages:
     def take(self, index) -> "LabeledImages":
         index = np.asarray(index)
         imgs = self.images[index] if isinstance(self.images, np.ndarray) else [self.images[i] for i in index]
-        return LabeledImages(imgs, self.labels[index], self.class_names)
+        out = LabeledImages(imgs, self.labels[index], self.class_names, self.value_range)
+        out._scale = self._scale if self._scale is not None else (self.pixel_scale if isinstance(imgs, np.ndarray) else None)
+        return out
 
     def subset(self, per_class: int | None = None, total: int | None = None, seed: int = 0) -> "LabeledImages":
         """A stratified random subset: ``per_class`` images of each class, or ``total`` overall."""
@@ -76,15 +98,13 @@ class LabeledImages:
                 seed: int = 0, repeat: bool = False) -> tf.data.Dataset:
         """``(images float32 [0,255] (B,size,size,3), labels)`` batches."""
         if isinstance(self.images, np.ndarray):
-            x = self.images
-            if x.ndim == 3:
-                x = x[..., None]
-            ds = tf.data.Dataset.from_tensor_slices((x, self.labels))
+            scale = self.pixel_scale
+            ds = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
             if shuffle:
                 ds = ds.shuffle(min(len(self), 20000), seed=seed, reshuffle_each_iteration=True)
             if repeat:
                 ds = ds.repeat()
-            ds = ds.batch(batch_size).map(lambda a, y: (_to_rgb_batch(a, size), y),
+            ds = ds.batch(batch_size).map(lambda a, y: (zimages.dataset_pixels(a, scale, size), y),
                                           num_parallel_calls=tf.data.AUTOTUNE)
         else:
             src = zimages.from_files(self.images, size, batch_size=1)
@@ -101,13 +121,65 @@ class LabeledImages:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _to_rgb_batch(a, size):
-    a = tf.cast(a, tf.float32)
-    if a.shape[-1] == 1:
-        a = tf.repeat(a, 3, axis=-1)
-    elif a.shape[-1] == 4:
-        a = a[..., :3]
-    return tf.image.resize(a, (size, size))
+class DatasetImages:
+    """Adapter giving a ``tf.data.Dataset`` of (image, label) the LabeledImages interface."""
+
+    def __init__(self, ds: tf.data.Dataset, class_names, value_range: str = "auto"):
+        self.ds, self.class_names, self.value_range = ds, list(class_names), value_range
+        self._scale = None
+        spec = ds.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise DataError("a training dataset must yield (image, label) pairs")
+        self._batched = spec[0].shape.rank == 4 or (spec[0].shape.rank == 3 and spec[1].shape.rank == 1)
+
+    @property
+    def pixel_scale(self) -> float:
+        """Raw values -> [0, 255], decided once from the first elements (see zoo.images)."""
+        if self._scale is None:
+            self._scale = zimages.dataset_scale(self.ds, self.value_range)
+        return self._scale
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def batches(self, size, batch_size=64, shuffle=False, augment=None, seed=0, repeat=False):
+        ds = self.ds.unbatch() if self._batched else self.ds
+        if shuffle:
+            ds = ds.shuffle(5000, seed=seed)
+        if repeat:
+            ds = ds.repeat()
+        scale = self.pixel_scale
+        ds = ds.batch(batch_size).map(lambda a, y: (zimages.dataset_pixels(a, scale, size), tf.cast(y, tf.int64)))
+        if augment is not None:
+            ds = ds.map(lambda a, y: (augment(a, training=True), y))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def __len__(self):
+        n = self.ds.cardinality().numpy()
+        if n < 0:
+            n = sum(1 for _ in (self.ds.unbatch() if self._batched else self.ds))
+        elif self._batched:
+            n = sum(1 for _ in self.ds.unbatch())
+        return int(n)
+
+
+def as_labeled(d, class_names=None):
+    """LabeledImages or DatasetImages from any supported training-data form."""
+    if isinstance(d, (LabeledImages, DatasetImages)):
+        return d
+    if isinstance(d, tf.data.Dataset):
+        names = class_names or getattr(d, "class_names", None)
+        if names is None:
+            ys = np.concatenate([np.atleast_1d(y.numpy()) for _, y in d])
+            names = [str(i) for i in range(int(ys.max()) + 1)]
+        return DatasetImages(d, names)
+    if isinstance(d, tuple) and len(d) == 2:
+        return from_arrays(d[0], d[1], class_names)
+    if isinstance(d, (str, Path)):
+        return load(d)
+    raise DataError(f"cannot use {type(d).__name__} as labelled data: pass zoo.data.LabeledImages, "
+                    "(x, y) arrays, a tf.data.Dataset of (image, label), a folder or 'fashion_mnist'")
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -197,5 +269,10 @@ def load(spec, split: str = "train", data_dir=None) -> LabeledImages:
     p = Path(s)
     if p.is_dir():
         sub = p / split
-        return image_folder(sub if sub.is_dir() else p)
+        if sub.is_dir():
+            return image_folder(sub)
+        if any((p / name).is_dir() for name in ("train", "test", "val")) or split != "train":
+            raise NoSplitError(f"{p} has no {split}/ subfolder: hold out part of the training images "
+                               "(LabeledImages.split) rather than test on images the model trained on")
+        return image_folder(p)
     raise DataError(f"unknown dataset {s!r}: give 'fashion_mnist', 'tfds:<name>' or a folder of class subfolders")

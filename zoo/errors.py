@@ -44,3 +44,27 @@ class DataError(ZooError, ValueError):
 
 class SavedModelError(ZooError, ValueError):
     """A saved model folder is missing files or does not match this library."""
+
+
+class NoSplitError(DataError):
+    """A dataset has no such split (e.g. a folder without a test/ subfolder)."""
+
+
+class RecipeError(ZooError, ValueError):
+    """Base class of the errors the task models and recipes raise on purpose."""
+
+
+class NotFittedError(RecipeError):
+    """A model used before ``fit``."""
+
+
+class NotCalibratedError(RecipeError):
+    """A decision asked for before a threshold was calibrated or set."""
+
+
+class MissingDependencyError(RecipeError, ImportError):
+    """An optional package that a feature needs is not installed."""
+
+
+class SavedRecipeError(RecipeError, SavedModelError):
+    """A folder that is not a saved model of the expected kind."""

@@ -1,10 +1,22 @@
-"""Turn what users call "images" into batches of RGB float32 pixels in [0, 255].
+"""The one pixel path: anything users call "images" -> RGB float32 pixels in [0, 255].
 
-Accepted: a numpy array (N,H,W,C) or (N,H,W) of uint8/uint16/float/bool, one image
-(H,W,C), a list of arrays or PIL images of any sizes, file paths, a directory (searched
-recursively), or a ``tf.data.Dataset`` of images or (image, label) pairs. Grayscale,
-RGBA (alpha dropped), palette and 16-bit images are converted. Unreadable files are
-skipped with a warning and counted; one bad file never ends a run.
+Inference, training, evaluation and every recipe go through :func:`pixel_scale` (how raw
+values map to [0, 255]) and :func:`to_pixels` (scale, clip, channels to RGB), so a model sees
+the same pixels whichever way an image arrives.
+
+Accepted: a numpy array (N,H,W,C) or (N,H,W) of uint8/uint16/float/bool, one image (H,W,C),
+a list of arrays or PIL images of any sizes, file paths, a directory (searched recursively),
+or a ``tf.data.Dataset`` of images or (image, label) pairs. Grayscale, RGBA (alpha dropped),
+palette and 16-bit images are converted; JPEG EXIF orientation is applied. Unreadable files
+are skipped with a warning; one bad file never ends a run.
+
+Float pixels: ``value_range="auto"`` (default) decides ONCE per call, over the whole input,
+that floats are in [0, 1] when their maximum is <= 1 (then x 255), else in [0, 255]; pass
+``"0-1"`` or ``"0-255"`` to say so. uint16 is divided by 257, bool is 0 or 255.
+
+For detection and segmentation: :func:`letterbox` resizes keeping the aspect ratio and
+returns the scale and padding that map boxes back (:func:`unletterbox_boxes`), and
+:func:`resize_mask` resizes label maps with nearest-neighbour sampling.
 """
 from __future__ import annotations
 
@@ -22,7 +34,9 @@ from zoo.errors import ImageError, InputShapeError
 log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 MAX_PIXELS = 100_000_000  # refuse larger images (decompression bombs)
+VALUE_RANGES = ("auto", "0-1", "0-255")
 _TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -35,41 +49,74 @@ class ImageBatches:
     labels: np.ndarray | None = None
 
 
-def to_rgb(img) -> np.ndarray:
+# ---- the converter ---------------------------------------------------------------------------
+def check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InputShapeError(f"unsupported image dtype {dtype}: pass uint8, uint16, float or bool pixels")
+    return dtype
+
+
+def pixel_scale(dtype, max_value: float | None = None, value_range: str = "auto") -> float:
+    """The factor that takes raw values of ``dtype`` to [0, 255].
+
+    ``max_value``: the largest value of the whole input (used for floats under "auto").
+    """
+    if value_range not in VALUE_RANGES:
+        raise InputShapeError(f"value_range must be one of {VALUE_RANGES}; got {value_range!r}")
+    dtype = check_dtype(dtype)
+    if dtype == np.bool_:
+        return 255.0
+    if dtype == np.uint16:
+        return 1.0 / 257.0
+    if np.issubdtype(dtype, np.integer):
+        return 1.0
+    if value_range == "0-1":
+        return 255.0
+    if value_range == "0-255":
+        return 1.0
+    return 255.0 if max_value is not None and max_value <= 1.0 else 1.0
+
+
+def to_pixels(x, scale: float) -> tf.Tensor:
+    """Raw images (..., H, W, C) with C in 1..4 -> float32 RGB in [0, 255]: scale, clip, gray
+    to RGB, alpha dropped. The single conversion every path uses."""
+    x = tf.cast(x, tf.float32) * scale
+    x = tf.clip_by_value(x, 0.0, 255.0)
+    c = x.shape[-1]
+    if c is None:
+        c_t = tf.shape(x)[-1]
+        return tf.cond(c_t < 3, lambda: tf.repeat(x[..., :1], 3, axis=-1), lambda: x[..., :3])
+    return tf.repeat(x[..., :1], 3, axis=-1) if c < 3 else x[..., :3]
+
+
+def _array_scale(a: np.ndarray, value_range: str) -> float:
+    dtype = check_dtype(a.dtype)
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise InputShapeError("images contain NaN or infinite values")
+        return pixel_scale(dtype, float(a.max()) if a.size else None, value_range)
+    return pixel_scale(dtype, None, value_range)
+
+
+def to_rgb(img, value_range: str = "auto") -> np.ndarray:
     """One image (array or PIL) as float32 RGB in [0, 255], shape (H, W, 3)."""
     if isinstance(img, Image.Image):
         img = pil_to_array(img)
-    a = np.asarray(img)
+    a = _as_image(np.asarray(img))
+    return to_pixels(a, _array_scale(a, value_range)).numpy()
+
+
+def _as_image(a: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
         raise InputShapeError(
             f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {a.shape}")
-    return _channels_to_rgb(_to_float255(a))
-
-
-def _to_float255(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a.astype(np.float32)
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 257.0
-    if a.dtype == np.bool_:
-        return a.astype(np.float32) * 255.0
-    if np.issubdtype(a.dtype, np.integer):
-        return np.clip(a, 0, 255).astype(np.float32)
-    if np.issubdtype(a.dtype, np.floating):
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise InputShapeError("image contains NaN or infinite values")
-        return a * 255.0 if a.size and a.max() <= 1.0 else np.clip(a, 0, 255)
-    raise InputShapeError(f"unsupported image dtype {a.dtype}")
-
-
-def _channels_to_rgb(a):
-    c = a.shape[-1]
-    if c == 1 or c == 2:  # gray or gray+alpha
-        return np.repeat(a[..., :1], 3, axis=-1)
-    return a[..., :3]
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputShapeError(f"an image must have at least one pixel; got shape {a.shape}")
+    check_dtype(a.dtype)
+    return a
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:
@@ -118,23 +165,30 @@ def list_image_files(root) -> list[Path]:
 
 
 def _probe(path: Path, size: int):
-    """Header check: returns (format flag, JPEG downscale ratio) or raises ImageError."""
+    """Header check: returns (decoder, JPEG downscale ratio) or raises ImageError.
+
+    Decoder 1: TensorFlow's JPEG decoder (scaled while decoding), 2: TensorFlow's PNG/GIF/BMP
+    decoder, 3: PIL (other formats, CMYK, and JPEGs whose EXIF says to rotate).
+    """
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file (pass the folder itself to read all its images)")
     try:
         with Image.open(path) as im:
             _check_size(im.size, path)
-            fmt = im.format
-            w, h = im.size
-            mode = im.mode
+            fmt, (w, h), mode = im.format, im.size, im.mode
+            rotated = fmt == "JPEG" and im.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
-    if fmt == "JPEG" and mode != "CMYK":
+    if fmt == "JPEG" and mode != "CMYK" and not rotated:
         ratio = 1
         while ratio < 8 and min(w, h) // (ratio * 2) >= size:
             ratio *= 2
         return 1, ratio
-    if fmt in _TF_FORMATS and mode != "CMYK":
+    if fmt in _TF_FORMATS and mode != "CMYK" and not rotated:
         return 2, 1
-    return 3, 1  # other formats: decode with PIL
+    return 3, 1
 
 
 def _resize(img, size, method):
@@ -146,14 +200,14 @@ def _decode_file(path, kind, ratio, size, method):
 
     def jpeg():
         # libjpeg scales by 1/r while decoding: far less work than decoding, then resizing
-        branches = [lambda r=r: tf.cast(tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST"),
-                                        tf.float32) for r in (1, 2, 4, 8)]
+        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST")
+                    for r in (1, 2, 4, 8)]
         idx = tf.cast(tf.math.log(tf.cast(ratio, tf.float32)) / tf.math.log(2.0) + 0.5, tf.int32)
-        return tf.switch_case(idx, branches)
+        return to_pixels(tf.switch_case(idx, branches), 1.0)
 
     def other():
-        img = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
-        return img * 255.0
+        img = tf.io.decode_image(data, channels=3, dtype=tf.uint16, expand_animations=False)
+        return to_pixels(img, pixel_scale(np.uint16))
 
     def pil():
         img = tf.numpy_function(lambda p: read_image(p.decode()), [path], tf.float32)
@@ -178,6 +232,8 @@ def from_files(paths, size: int, batch_size: int = 32, method: str = "bilinear")
         kinds.append(kind)
         ratios.append(ratio)
     if not ok:
+        if len(paths) == 1:
+            raise ImageError(skipped[0][1])
         first = skipped[0][1] if skipped else "no files given"
         raise ImageError(f"none of the {len(paths)} images could be read (first: {first})")
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(ok), dtype=np.int64), np.array(ok, dtype=str),
@@ -190,70 +246,104 @@ def from_files(paths, size: int, batch_size: int = 32, method: str = "bilinear")
     return ImageBatches(ds, ok, skipped)
 
 
-def from_arrays(images, size: int, batch_size: int = 32, method: str = "bilinear") -> ImageBatches:
+def as_image_array(images) -> np.ndarray:
+    """A numpy input as (N, H, W, C) with C in 1..4, or a clear error."""
+    a = images
+    if a.ndim == 3 and a.shape[-1] == 2:
+        raise InputShapeError(
+            f"shape {a.shape} is ambiguous: one (H, W, 2) gray+alpha image or {a.shape[0]} images of width 2? "
+            "pass (1, H, W, 2) for one image or (N, H, W, 1) for grayscale images")
+    if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
+        a = a[None]  # one (H, W, C) image
+    if a.ndim == 3:
+        a = a[..., None]  # (N, H, W) grayscale
+    if a.ndim != 4 or a.shape[-1] not in (1, 2, 3, 4):
+        raise InputShapeError(
+            f"expected images shaped (N, H, W), (N, H, W, C) with C in 1..4, or (H, W, C); got {images.shape}")
+    if len(a) == 0:
+        raise InputShapeError("no images given (array of length 0)")
+    if a.shape[1] < 1 or a.shape[2] < 1:
+        raise InputShapeError(f"images must have at least one pixel; got shape {images.shape}")
+    check_dtype(a.dtype)
+    return a
+
+
+def from_arrays(images, size: int, batch_size: int = 32, method: str = "bilinear",
+                value_range: str = "auto") -> ImageBatches:
     """Batches from a numpy array (N,H,W[,C]) or a list of arrays / PIL images."""
     if isinstance(images, np.ndarray):
-        a = images
-        if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
-            a = a[None]  # one (H, W, C) image
-        if a.ndim == 3:
-            a = a[..., None]  # (N, H, W) grayscale
-        if a.ndim != 4 or a.shape[-1] not in (1, 2, 3, 4):
-            raise InputShapeError(
-                f"expected images shaped (N, H, W), (N, H, W, C) with C in 1..4, or (H, W, C); "
-                f"got {images.shape}")
-        if len(a) == 0:
-            raise InputShapeError("no images given (array of length 0)")
-        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-            raise InputShapeError("images contain NaN or infinite values")
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-            raise InputShapeError(f"unsupported image dtype {a.dtype}")
+        a = as_image_array(images)
+        scale = _array_scale(a, value_range)  # one decision for the whole call
         n = len(a)
 
         def gen():
             for start in range(0, n, batch_size):
-                chunk = _channels_to_rgb(_to_float255(a[start:start + batch_size]))
-                yield tf.image.resize(chunk, (size, size), method=method) if chunk.shape[1:3] != (size, size) \
-                    else tf.constant(chunk)
+                chunk = to_pixels(a[start:start + batch_size], scale)
+                yield _resize(chunk, size, method) if chunk.shape[1:3] != (size, size) else chunk
         spec = tf.TensorSpec((None, size, size, 3), tf.float32)
         ds = tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
         return ImageBatches(ds, list(range(n)))
-    items = [to_rgb(x) for x in images]
+    items = [_as_image(pil_to_array(x) if isinstance(x, Image.Image) else np.asarray(x)) for x in images]
     if not items:
         raise InputShapeError("no images given (empty list)")
-    resized = np.stack([_resize(x, size, method).numpy() for x in items])
+    floats = [x for x in items if np.issubdtype(x.dtype, np.floating)]
+    top = max((float(x.max()) for x in floats if x.size), default=None)
+    if floats and not all(np.isfinite(x).all() for x in floats):
+        raise InputShapeError("images contain NaN or infinite values")
+    resized = np.stack([_resize(to_pixels(x, pixel_scale(x.dtype, top, value_range)), size, method).numpy()
+                        for x in items])
     return ImageBatches(tf.data.Dataset.from_tensor_slices(resized).batch(batch_size), list(range(len(items))))
 
 
-def from_dataset(ds: tf.data.Dataset, size: int, batch_size: int = 32, method: str = "bilinear") -> ImageBatches:
+def dataset_scale(ds: tf.data.Dataset, value_range: str = "auto", peek: int = 16) -> float:
+    """The pixel scale of a dataset of images (or (image, label)): decided once, on its first
+    ``peek`` elements when "auto" must tell [0, 1] floats from [0, 255] ones."""
+    spec = ds.element_spec[0] if isinstance(ds.element_spec, tuple) else ds.element_spec
+    dtype = np.dtype(spec.dtype.as_numpy_dtype)
+    if not np.issubdtype(dtype, np.floating) or value_range != "auto":
+        return pixel_scale(dtype, None, value_range)
+    top = None
+    for el in ds.take(peek):
+        x = el[0] if isinstance(el, tuple) else el
+        m = float(tf.reduce_max(x))
+        top = m if top is None else max(top, m)
+    return pixel_scale(dtype, top, value_range)
+
+
+def dataset_pixels(x, scale: float, size: int, method: str = "bilinear"):
+    """One dataset batch (B,H,W[,C]) -> checked, converted, resized pixels."""
+    if x.shape.rank == 3:
+        x = x[..., None]
+    if x.dtype.is_floating:
+        x = tf.debugging.check_numerics(tf.cast(x, tf.float32), "images contain NaN or infinite values")
+    x = to_pixels(x, scale)
+    x.set_shape((None, None, None, 3))
+    return _resize(x, size, method)
+
+
+def from_dataset(ds: tf.data.Dataset, size: int, batch_size: int = 32, method: str = "bilinear",
+                 value_range: str = "auto") -> ImageBatches:
     """Batches from a tf.data.Dataset of images or (image, label), batched or not."""
     spec = ds.element_spec
     if isinstance(spec, tuple):
         ds = ds.map(lambda x, *_: x)
         spec = spec[0]
+    check_dtype(spec.dtype.as_numpy_dtype)
     rank = spec.shape.rank
-    if rank == 3 or (rank == 2):
+    if rank in (2, 3):
         ds = ds.batch(batch_size)
         rank += 1
     if rank not in (3, 4):
         raise InputShapeError(f"dataset elements must be images (H,W[,C]) or batches; got {spec.shape}")
-
-    def prep(x):
-        if x.shape.rank == 3:
-            x = x[..., None]
-        x = tf.image.convert_image_dtype(x, tf.float32) * 255.0 if x.dtype in (tf.uint8, tf.uint16) \
-            else tf.cast(x, tf.float32)
-        c = tf.shape(x)[-1]
-        x = tf.cond(c < 3, lambda: tf.repeat(x[..., :1], 3, axis=-1), lambda: x[..., :3])
-        x.set_shape((None, None, None, 3))
-        return _resize(x, size, method)
-    return ImageBatches(ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    scale = dataset_scale(ds, value_range)
+    return ImageBatches(ds.map(lambda x: dataset_pixels(x, scale, size, method),
+                               num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
-def batches(images, size: int, batch_size: int = 32, method: str = "bilinear") -> ImageBatches:
+def batches(images, size: int, batch_size: int = 32, method: str = "bilinear", value_range: str = "auto") -> ImageBatches:
     """Dispatch any supported input to :class:`ImageBatches`."""
     if isinstance(images, tf.data.Dataset):
-        return from_dataset(images, size, batch_size, method)
+        return from_dataset(images, size, batch_size, method, value_range)
     if isinstance(images, (str, os.PathLike)):
         p = Path(images)
         if p.is_dir():
@@ -269,7 +359,50 @@ def batches(images, size: int, batch_size: int = 32, method: str = "bilinear") -
     if isinstance(images, Image.Image):
         images = [images]
     if isinstance(images, (np.ndarray, list, tuple)):
-        return from_arrays(images, size, batch_size, method)
+        return from_arrays(images, size, batch_size, method, value_range)
     raise InputShapeError(
         f"cannot read images from {type(images).__name__}: pass a numpy array, file paths, "
         "a directory or a tf.data.Dataset")
+
+
+# ---- geometry for boxes and masks ------------------------------------------------------------
+def letterbox(img, size: int, fill: float = 114.0, method: str = "bilinear"):
+    """Resize one image (H, W, C) into a ``size`` x ``size`` canvas keeping its aspect ratio.
+
+    Returns ``(canvas float32, scale, (pad_x, pad_y))``: a point (x, y) of the image lands on
+    (x * scale + pad_x, y * scale + pad_y) of the canvas.
+    """
+    img = np.asarray(img, np.float32)
+    h, w = img.shape[:2]
+    scale = min(size / h, size / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    pad_y, pad_x = (size - nh) // 2, (size - nw) // 2
+    resized = tf.image.resize(img, (nh, nw), method=method).numpy()
+    canvas = np.full((size, size, img.shape[2]), fill, np.float32)
+    canvas[pad_y:pad_y + nh, pad_x:pad_x + nw] = resized
+    return canvas, scale, (pad_x, pad_y)
+
+
+def unletterbox_boxes(boxes, scale: float, pad, image_shape=None) -> np.ndarray:
+    """Boxes (n, 4) xyxy on a letterboxed canvas -> the original image's pixels (clipped to it)."""
+    b = (np.asarray(boxes, np.float32).reshape(-1, 4) - np.array([pad[0], pad[1], pad[0], pad[1]], np.float32)) / scale
+    if image_shape is not None:
+        h, w = image_shape[:2]
+        b = np.clip(b, 0, [w, h, w, h]).astype(np.float32)
+    return b
+
+
+def letterbox_boxes(boxes, scale: float, pad) -> np.ndarray:
+    """Boxes (n, 4) xyxy in image pixels -> the letterboxed canvas's pixels."""
+    return np.asarray(boxes, np.float32).reshape(-1, 4) * scale + np.array([pad[0], pad[1], pad[0], pad[1]], np.float32)
+
+
+def resize_mask(mask, shape) -> np.ndarray:
+    """A label map (H, W) resized to ``shape`` (h, w) by nearest neighbour: labels never blend."""
+    m = np.asarray(mask)
+    h, w = int(shape[0]), int(shape[1])
+    if m.shape[:2] == (h, w):
+        return m.copy()
+    rows = np.minimum(((np.arange(h) + 0.5) * m.shape[0] / h).astype(np.int64), m.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * m.shape[1] / w).astype(np.int64), m.shape[1] - 1)
+    return m[rows[:, None], cols[None, :]]

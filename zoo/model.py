@@ -7,30 +7,36 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo import images as zimages
+from zoo import io as zio
 from zoo.backbone import build_network, find_taps
-from zoo.errors import NoHeadError, SavedModelError, ZooError
+from zoo.errors import InputShapeError, NoHeadError, SavedModelError, ZooError
 from zoo.labels import imagenet_labels
 from zoo.layers import Normalize
 from zoo.registry import ModelEntry, Preprocessing, get_entry
 
 log = logging.getLogger(__name__)
-FORMAT = "zoo.model"
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.weights.h5"
+WEIGHTS_FILE = "model.weights.h5"
+
+
+class Embedded(NamedTuple):
+    """What one call read: its outputs, the source of each row (path or index), and the
+    ``(source, reason)`` of every input that was skipped."""
+
+    outputs: object
+    sources: list
+    skipped: list
 
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -159,8 +165,10 @@ class ZooModel:
             self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
 
-    def _run(self, key, model, images, batch_size, progress=True, flip_tta=False):
-        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation)
+    def _run(self, key, model, images, batch_size, progress=True, flip_tta=False, value_range="auto") -> Embedded:
+        check_batch_size(batch_size)
+        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation,
+                              value_range=value_range)
         fn = self._fn(key, model, flip_tta)
         total = len(src.sources) or None
         bar = Progress(total, key, progress)
@@ -173,46 +181,55 @@ class ZooModel:
             outs.append(tf.nest.map_structure(lambda t: t.numpy(), y))
             bar.update(int(batch.shape[0]))
         bar.close()
+        sources, skipped = list(src.sources), list(src.skipped)
         if seen:
             got = np.concatenate(seen)
-            lost = sorted(set(range(len(src.sources))) - set(got.tolist()))
+            lost = sorted(set(range(len(sources))) - set(got.tolist()))
             for i in lost:
-                src.skipped.append((src.sources[i], "decode failed"))
-                log.warning("skipping %s: could not decode", src.sources[i])
-            src.sources = [src.sources[i] for i in got]
-        self.last_skipped = src.skipped
-        self.last_sources = src.sources
+                skipped.append((sources[i], "decode failed"))
+                log.warning("skipping %s: could not decode", sources[i])
+            sources = [sources[i] for i in got]
         if not outs:
-            raise zimages.ImageError(f"none of the {len(src.skipped)} images could be read")
-        return tf.nest.map_structure(lambda *xs: np.concatenate(xs), *outs)
+            first = f": {skipped[0][0]} ({skipped[0][1]})" if skipped else ""
+            raise zimages.ImageError(f"none of the {len(src.sources) + len(src.skipped)} images could be "
+                                     f"read{first}")
+        return Embedded(tf.nest.map_structure(lambda *xs: np.concatenate(xs), *outs), sources, skipped)
 
-    def embed(self, images, batch_size: int = 64, normalize: bool = False, progress: bool = True) -> np.ndarray:
+    def embed(self, images, batch_size: int = 64, normalize: bool = False, progress: bool = True,
+              return_sources: bool = False, value_range: str = "auto"):
         """(N, D) float32 pooled features; L2-normalised when ``normalize``.
 
-        Unreadable files are skipped (see ``last_skipped``; ``last_sources`` lists the rows).
+        Unreadable files are skipped with a warning; ``return_sources=True`` returns an
+        :class:`Embedded` ``(vectors, sources, skipped)`` saying which input each row is.
+        ``value_range``: how float pixels are read (see :func:`zoo.images.pixel_scale`).
         """
-        e = self._run("embed", self.embedding_model, images, batch_size, progress).astype(np.float32)
+        r = self._run("embed", self.embedding_model, images, batch_size, progress, value_range=value_range)
+        e = r.outputs.astype(np.float32)
         if normalize:
             e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        return e
+        return r._replace(outputs=e) if return_sources else e
 
-    def features(self, images, batch_size: int = 16) -> dict[str, np.ndarray]:
+    def features(self, images, batch_size: int = 16, value_range: str = "auto") -> dict[str, np.ndarray]:
         """Multi-scale feature maps ``{"P2": (N,H/4,W/4,C), ..., "P5": (N,H/32,W/32,C)}``."""
-        return self._run("features", self.pyramid_model, images, batch_size)
+        return self._run("features", self.pyramid_model, images, batch_size, value_range=value_range).outputs
 
-    def predict(self, images, batch_size: int = 64) -> np.ndarray:
+    def predict(self, images, batch_size: int = 64, return_sources: bool = False, value_range: str = "auto"):
         """(N, classes) probabilities of the model's classification head."""
         if self.imagenet_model is None:
             raise NoHeadError(f"{self.name} at {self.input_size}px has no classification head; "
-                           f"load it at {self.entry.input_size}px or fine-tune one")
-        return self._run("predict", self.imagenet_model, images, batch_size)
+                              f"load it at {self.entry.input_size}px or fine-tune one")
+        r = self._run("predict", self.imagenet_model, images, batch_size, value_range=value_range)
+        return r if return_sources else r.outputs
 
-    def classify(self, images, top_k: int = 5, batch_size: int = 64) -> list[list[tuple[int, str, float]]]:
+    def classify(self, images, top_k: int = 5, batch_size: int = 64, return_sources: bool = False, **kwargs):
         """Per image, the ``top_k`` (class index, label, probability), best first."""
-        probs = self.predict(images, batch_size)
-        labels = self.labels
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputShapeError(f"top_k must be a positive integer; got {top_k!r}")
+        r = self.predict(images, batch_size, return_sources=True, **kwargs)
+        probs, labels = r.outputs, self.labels
         top = np.argsort(-probs, axis=1)[:, :top_k]
-        return [[(int(c), labels[c], float(p[c])) for c in row] for row, p in zip(top, probs)]
+        out = [[(int(c), labels[c], float(p[c])) for c in row] for row, p in zip(top, probs)]
+        return r._replace(outputs=out) if return_sources else out
 
     # ---- training -------------------------------------------------------------------------
     def finetune(self, train, val=None, **kwargs):
@@ -222,53 +239,51 @@ class ZooModel:
         return finetune(self, train, val, **kwargs)
 
     # ---- persistence ----------------------------------------------------------------------
+    kind = "backbone"
+
     def _config(self) -> dict:
-        return {"kind": "backbone"}
+        """The kind's own fields of config.json."""
+        return {}
 
     def save(self, path) -> Path:
-        """Write a folder (config.json + model.weights.h5) atomically; ``zoo.load`` reads it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
-            self.keras_model.save_weights(tmp / WEIGHTS_FILE)
-            import zoo
+        """Write a folder (config.json + model.weights.h5, checksummed) atomically; ``zoo.load`` reads it."""
+        config = {"base_model": self.entry.name, "tag": self.entry.tag, "input_size": self.input_size,
+                  "preprocessing": self.preprocessing.to_dict(), **self._config()}
+        return zio.write_folder(path, self.kind, config, {WEIGHTS_FILE: self.keras_model.save_weights})
 
-            config = {
-                "format": FORMAT, "format_version": FORMAT_VERSION,
-                "base_model": self.entry.name, "tag": self.entry.tag,
-                "input_size": self.input_size,
-                "preprocessing": self.preprocessing.to_dict(),
-                "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
-                "versions": {"zoo": zoo.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
-                **self._config(),
-            }
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            replace_dir(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+    @classmethod
+    def _from_folder(cls, path: Path, cfg: dict) -> "ZooModel":
+        """Build the kind's model from its config (weights are loaded by :func:`open_folder`)."""
+        return ZooModel(entry_of(cfg, path), cfg["input_size"], weights=None)
 
 
-def _sha256(path) -> str:
-    from zoo.weights.resolve import file_digest
-
-    return file_digest(Path(path), "sha256")
-
-
-def replace_dir(new: Path, dest: Path):
-    """Swap ``new`` into ``dest``; the old folder survives until the new one is in place."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def entry_of(cfg: dict, path) -> ModelEntry:
+    zio.require(cfg, path, base_model=str, input_size=int)
+    tag = cfg.get("tag")
+    return get_entry(f"{cfg['base_model']}.{tag}" if isinstance(tag, str) and tag else cfg["base_model"])
 
 
-def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32") -> ZooModel:
-    """Load a registry model by name (``"efficientnet_lite0"``) or a folder written by ``save``.
+def open_folder(cls):
+    """A loader for :func:`zoo.io.register_kind` that builds ``cls`` and loads its weights."""
+    def loader(path: Path, cfg: dict, **_):
+        model = cls._from_folder(path, cfg)
+        model.keras_model.load_weights(path / WEIGHTS_FILE)
+        model.weights_source = str(path)
+        return model
+    return loader
+
+
+def check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputShapeError(f"batch_size must be a positive integer; got {batch_size!r}")
+
+
+replace_dir = zio.replace_dir  # kept for callers of the earlier name
+
+
+def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32", **kwargs):
+    """Load a registry model by name (``"efficientnet_lite0"``, ``"resnet50.imagenet"``) or any
+    folder written by ``save`` (a classifier, a few-shot head, a verifier, ...).
 
     ``weights``: "imagenet" (default, verified by checksum), a weight-file path, or None for
     random init. ``input_size`` overrides the entry's resolution; ``precision`` may be
@@ -276,37 +291,10 @@ def load(name_or_path, weights="imagenet", input_size: int | None = None, precis
     """
     p = Path(str(name_or_path)).expanduser()
     if p.is_dir():
-        return load_folder(p)
+        return zio.load_folder(p, **kwargs)
     if isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
         raise SavedModelError(f"{p} is not a model folder")
     return ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
 
 
-def load_folder(path: Path) -> ZooModel:
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise SavedModelError(f"{path} has no {CONFIG_FILE}: not a folder written by model.save()")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SavedModelError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if cfg.get("format") != FORMAT or cfg.get("format_version", 0) > FORMAT_VERSION:
-        raise SavedModelError(f"{path} holds format {cfg.get('format')} v{cfg.get('format_version')}; "
-                              f"this zoo reads {FORMAT} v{FORMAT_VERSION}: upgrade zoo")
-    wpath = path / WEIGHTS_FILE
-    if not wpath.is_file():
-        raise SavedModelError(f"{path} has no {WEIGHTS_FILE}")
-    if cfg.get("weights_sha256") and _sha256(wpath) != cfg["weights_sha256"]:
-        from zoo.errors import ChecksumMismatchError
-
-        raise ChecksumMismatchError(f"{wpath} does not match the checksum in {cfg_path}: the folder is corrupt")
-    entry = get_entry(cfg["base_model"])
-    if cfg["kind"] == "classifier":
-        from zoo.training import FineTunedClassifier
-
-        model = FineTunedClassifier.from_config(entry, cfg)
-    else:
-        model = ZooModel(entry, cfg["input_size"], weights=None)
-    model.keras_model.load_weights(wpath)
-    model.weights_source = str(path)
-    return model
+zio.register_kind("backbone", open_folder(ZooModel))

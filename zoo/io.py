@@ -1,0 +1,244 @@
+"""The saved-folder format, and the table ``kind -> loader`` that ``zoo.load(path)`` uses.
+
+A saved model is a folder::
+
+    config.json          {"format": "zoo.model", "format_version": 2, "kind": "classifier",
+                          "files": {"model.weights.h5": "<sha256>", ...},
+                          "versions": {...}, ...the kind's own fields}
+    model.weights.h5     (or .npy arrays, whatever the kind writes)
+
+Every file is listed with its SHA-256 and checked on load; the folder is written aside and
+swapped in (:func:`replace_dir`), so a crash never leaves a half-written model. Each kind
+registers its loader with :func:`register_kind`; :data:`KIND_MODULES` names the module that
+registers a built-in kind, imported on first use, so ``zoo.load`` opens every kind without
+``if kind ==`` chains and without importing recipes. Format v1 folders (classifier and
+backbone configs with ``weights_sha256``; recipes' ``fewshot.KNNClassifier`` and
+``verification.Verifier`` configs) still load.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from zoo.errors import ChecksumMismatchError, SavedModelError
+
+FORMAT = "zoo.model"
+FORMAT_VERSION = 2
+CONFIG_FILE = "config.json"
+STALE_TEMP_SECONDS = 3600  # temp folders older than this are left-overs of a killed writer
+
+# kind -> module that registers its loader (imported on first use)
+KIND_MODULES = {
+    "backbone": "zoo.model",
+    "classifier": "zoo.tasks.classifier",
+    "fewshot": "zoo.tasks.fewshot",
+    "verifier": "zoo.tasks.verifier",
+}
+# names earlier versions wrote -> kind
+KIND_ALIASES = {"fewshot.KNNClassifier": "fewshot", "verification.Verifier": "verifier"}
+_LOADERS: dict[str, Callable] = {}
+
+
+def register_kind(kind: str, loader: Callable, module: str | None = None):
+    """``loader(path, config, **kwargs)`` opens folders whose config says ``kind``."""
+    _LOADERS[kind] = loader
+    if module:
+        KIND_MODULES.setdefault(kind, module)
+
+
+def known_kinds() -> list[str]:
+    return sorted(set(KIND_MODULES) | set(_LOADERS))
+
+
+# ---- files -----------------------------------------------------------------------------------
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data: bytes | str):
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def replace_dir(new: Path, dest: Path):
+    """Swap folder ``new`` into ``dest``; the old folder survives until the new one is in place."""
+    new, dest = Path(new), Path(dest)
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_stale(parent: Path, name: str, max_age: float = STALE_TEMP_SECONDS):
+    """Remove ``.{name}.tmp-*`` / ``.{name}.old-*`` left by writers killed more than ``max_age`` s ago."""
+    now = time.time()
+    for p in Path(parent).glob(f".{name}.*"):
+        if (".tmp-" in p.name or ".old-" in p.name) and now - p.stat().st_mtime > max_age:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def library_versions() -> dict:
+    import sys
+
+    import zoo
+
+    out = {"zoo": zoo.__version__, "python": sys.version.split()[0]}
+    for mod in ("keras", "tensorflow", "numpy", "faiss"):
+        m = sys.modules.get(mod)
+        if m is not None and hasattr(m, "__version__"):
+            out[mod] = m.__version__
+    return out
+
+
+def write_folder(path, kind: str, config: dict, files: dict) -> Path:
+    """Write a model folder atomically.
+
+    ``files``: ``{name: bytes | str | dict | ndarray | callable(path)}``; a callable writes the
+    file itself (e.g. ``keras_model.save_weights``). ``config`` gets format, kind, versions and
+    the SHA-256 of every file.
+    """
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        digests = {}
+        for name, content in files.items():
+            f = tmp / name
+            if isinstance(content, dict):
+                f.write_text(json.dumps(content, indent=2))
+            elif isinstance(content, np.ndarray):
+                with open(f, "wb") as fh:
+                    np.save(fh, content, allow_pickle=False)
+            elif callable(content):
+                content(f)
+            else:
+                f.write_bytes(content.encode() if isinstance(content, str) else content)
+            fsync_file(f)
+            digests[name] = sha256_file(f)
+        cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, **config,
+               "files": digests, "versions": library_versions()}
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+        fsync_file(tmp / CONFIG_FILE)
+        replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def read_config(path, kind: str | None = None) -> dict:
+    """The folder's config, its kind normalised, every recorded file checked by SHA-256.
+
+    Raises :class:`SavedModelError` (missing/invalid config, unknown format, wrong kind, missing
+    file) or :class:`ChecksumMismatchError`.
+    """
+    path = Path(path)
+    f = path / CONFIG_FILE
+    if not path.is_dir():
+        raise SavedModelError(f"{path} is not a folder written by save()")
+    if not f.is_file():
+        raise SavedModelError(f"{path} has no {CONFIG_FILE}: not a folder written by save()")
+    try:
+        cfg = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SavedModelError(f"{f} is not valid JSON ({exc}): save the model again") from exc
+    if not isinstance(cfg, dict):
+        raise SavedModelError(f"{f} must hold a JSON object")
+    cfg = _upgrade(path, cfg)
+    if kind is not None and cfg["kind"] != kind:
+        raise SavedModelError(f"{path} holds a {cfg['kind']!r} model, not a {kind!r}")
+    for name, digest in cfg["files"].items():
+        fp = path / name
+        if Path(name).name != name:
+            raise SavedModelError(f"{f}: file name {name!r} must be a plain name inside the folder")
+        if not fp.is_file():
+            raise SavedModelError(f"{path} has no {name}: the folder is incomplete; save it again")
+        if sha256_file(fp) != digest:
+            raise ChecksumMismatchError(f"{fp} does not match the SHA-256 in {f}: the folder is corrupt "
+                                        "or was edited; save it again")
+    return cfg
+
+
+def _upgrade(path: Path, cfg: dict) -> dict:
+    """Bring a v1 config to the v2 shape (kind names, files with checksums)."""
+    kind = KIND_ALIASES.get(cfg.get("kind"), cfg.get("kind"))
+    if not isinstance(kind, str):
+        raise SavedModelError(f"{path}/{CONFIG_FILE} has no 'kind': not a folder written by save()")
+    version = cfg.get("format_version", 1)
+    if "format" in cfg and cfg["format"] != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SavedModelError(f"{path} holds format {cfg.get('format')} v{version}; this zoo reads "
+                              f"{FORMAT} up to v{FORMAT_VERSION}: upgrade zoo")
+    cfg = {**cfg, "kind": kind}
+    if version >= 2:
+        if not isinstance(cfg.get("files"), dict):
+            raise SavedModelError(f"{path}/{CONFIG_FILE} lists no files with checksums: save the model again")
+        return cfg
+    files = {}
+    if kind in ("classifier", "backbone"):
+        if not cfg.get("weights_sha256"):
+            raise SavedModelError(f"{path}/{CONFIG_FILE} has no weights_sha256, so its weights cannot be "
+                                  "verified: save the model again")
+        files["model.weights.h5"] = cfg["weights_sha256"]
+    cfg["files"] = files  # v1 recipe folders hold .npy arrays read without pickle
+    return cfg
+
+
+def require(cfg: dict, path, **types) -> dict:
+    """Check that ``cfg`` has each key with the given type(s); a clear error otherwise."""
+    for key, typ in types.items():
+        if key not in cfg:
+            raise SavedModelError(f"{path}/{CONFIG_FILE} is missing {key!r}: save the model again")
+        if not isinstance(cfg[key], typ) or (typ is int and isinstance(cfg[key], bool)):
+            want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise SavedModelError(f"{path}/{CONFIG_FILE}: {key!r} must be {want}, not "
+                                  f"{type(cfg[key]).__name__}")
+    return cfg
+
+
+def load_folder(path, **kwargs):
+    """Open any saved folder through its kind's loader."""
+    path = Path(path)
+    cfg = read_config(path)
+    kind = cfg["kind"]
+    if kind not in _LOADERS and kind in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[kind])
+    if kind not in _LOADERS:
+        raise SavedModelError(f"{path} holds a {kind!r} model, which this zoo cannot open "
+                              f"(known kinds: {', '.join(known_kinds())}): upgrade zoo")
+    return _LOADERS[kind](path, cfg, **kwargs)
