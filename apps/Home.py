@@ -1,9 +1,14 @@
-"""The zoo's demo apps: ``streamlit run apps/Home.py`` (or ``make apps``).
+"""The zoo's demo apps: ``streamlit run apps/Home.py`` (or ``make apps``), on http://localhost:8501.
 
-One app, pages registered with ``st.navigation``; each page is a thin script in ``pages_/``.
+One app; each page is a thin script in ``pages_/``, registered by one line in ``PAGES``.
+``streamlit run`` finds ``app`` below and serves the pages through ``st.App`` with
+:class:`apps.serving.KnownPagesOnly` (unknown URLs get a 404); Streamlit then runs this file as
+the page script for every visitor (``__name__ == "__main__"``). Who may connect and which server
+folders visitors may open: see ``apps/serving.py``.
 """
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: makes `apps`, `zoo`, `recipes` importable
 if str(ROOT) not in sys.path:
@@ -11,22 +16,49 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="zoo: transfer learning demos", page_icon=":material/pets:", layout="wide")
 
-PAGES = {
-    "Explore": [
-        st.Page("pages_/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("pages_/model_zoo.py", title="Model zoo", icon=":material/table_view:", url_path="models"),
-    ],
-    "Pretrained models": [
-        st.Page("pages_/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
-        st.Page("pages_/search.py", title="Similarity search", icon=":material/grid_view:", url_path="search"),
-        st.Page("pages_/fewshot.py", title="Few-shot", icon=":material/style:", url_path="fewshot"),
-        st.Page("pages_/verify.py", title="Verify", icon=":material/compare:", url_path="verify"),
-    ],
-    "Training": [
-        st.Page("pages_/finetune.py", title="Fine-tune", icon=":material/model_training:", url_path="finetune"),
-    ],
-}
+class Page(NamedTuple):
+    section: str
+    script: str      # pages_/<script>.py
+    title: str
+    icon: str
+    url: str         # URL path ("" for the default page at the root)
+    about: str = ""  # one line for the Overview page
 
-st.navigation(PAGES).run()
+
+PAGES = [
+    Page("Explore", "overview", "Overview", ":material/home:", ""),
+    Page("Explore", "model_zoo", "Model zoo", ":material/table_view:", "models",
+         "every registry entry with input size, params, GFLOPs, feature dim, reference top-1 and whether "
+         "its weights are on this machine"),
+    Page("Pretrained models", "classify", "Classify", ":material/image_search:", "classify",
+         "top-5 ImageNet labels for a photo, with a Grad-CAM heat map of where the evidence is"),
+    Page("Pretrained models", "search", "Similarity search", ":material/grid_view:", "search",
+         "nearest neighbours in a FAISS index of 2,000 Fashion-MNIST images or of your images; near-duplicates"),
+    Page("Pretrained models", "fewshot", "Few-shot", ":material/style:", "fewshot",
+         "a classifier from a few examples per class, showing the support examples that decided each answer"),
+    Page("Pretrained models", "verify", "Verify", ":material/compare:", "verify",
+         "are two images of the same thing? cosine score, calibrated threshold, decision (optional face crops)"),
+    Page("Training", "finetune", "Fine-tune", ":material/model_training:", "finetune",
+         "a short fine-tune with live progress and curves, evaluation, and the model folder as a zip"),
+]
+
+
+def navigation() -> dict:
+    sections: dict[str, list] = {}
+    for p in PAGES:
+        sections.setdefault(p.section, []).append(
+            st.Page(f"pages_/{p.script}.py", title=p.title, icon=p.icon, url_path=p.url or None, default=not p.url))
+    return sections
+
+
+if __name__ == "__main__":  # a visitor's script run
+    st.set_page_config(page_title="zoo: transfer learning demos", page_icon=":material/pets:", layout="wide")
+    st.navigation(navigation()).run()
+elif __name__ == "Home":  # `streamlit run apps/Home.py` imports this module to serve it
+    from starlette.middleware import Middleware
+
+    from apps.serving import KnownPagesOnly
+
+    app = st.App(__file__, middleware=[Middleware(KnownPagesOnly, url_paths=[p.url for p in PAGES],
+                                                  titles={p.url: p.title for p in PAGES})])

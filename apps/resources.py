@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -77,6 +76,7 @@ class Collection:
     thumb: Callable[[int], np.ndarray | None]
     caption: Callable[[int, dict], str]
     label_of: Callable[[dict], str | None] = field(default=lambda meta: (meta or {}).get("label"))
+    skipped: list = field(default_factory=list)  # (path, reason) of files left out
 
 
 def _index_is_current(path: Path, m) -> object | None:
@@ -102,8 +102,7 @@ def fmnist_collection(name: str = DEFAULT_MODEL, size: int = SMALL_SIZE, per_cla
     idx = _index_is_current(path, m)
     if idx is None or len(idx) != len(sub):
         meta = [{"label": sub.class_names[y], "class": int(y), "item": i} for i, y in enumerate(sub.labels)]
-        idx = zoo.index.build(sub.images, model=m, metadata=meta, progress=False)
-        idx.save(path)
+        idx = zoo.index.build(sub.images, model=m, metadata=meta, progress=False, out=path, overwrite=True)
     images = sub.images
     return Collection(
         title=f"Fashion-MNIST: {len(sub):,} test images ({per_class} per class), {name} at {size}px",
@@ -129,19 +128,42 @@ def listing_digest(files) -> str:
     return h.hexdigest()
 
 
+def upload_collection(loaded, size: int, name: str = DEFAULT_MODEL) -> Collection:
+    """A small exact index of uploaded images (``ui.Loaded``), private to the visitor's session:
+    rebuilt on every run from embeddings cached by content."""
+    import zoo.index
+
+    vectors = np.stack([embed_one(x.image, name, size) for x in loaded])
+    idx = zoo.index.from_embeddings(vectors, [{"name": x.name} for x in loaded], model=model(name, size),
+                                    index_type="Flat")
+    thumbs = [display(x.image, 192) for x in loaded]
+    return Collection(title=f"{len(loaded)} uploaded images, {name} at {size}px", index=idx,
+                      thumb=lambda i: thumbs[int(i)], caption=lambda i, meta: meta.get("name", f"#{int(i)}"),
+                      label_of=lambda meta: None)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def folder_collection(folder: str, size: int, name: str = DEFAULT_MODEL, files_digest: str = ""):
-    """An index of a folder of images (built once, saved on disk) or a saved ``.zidx`` index."""
+def folder_collection(folder: str, size: int, name: str = DEFAULT_MODEL, files_digest: str = "",
+                      root: str | None = None):
+    """An index of a folder of images (built once, saved on disk) or a saved ``.zidx`` index.
+
+    With ``root`` (``apps.serving``), files that resolve outside it are neither indexed nor shown.
+    """
     import zoo.index
     from zoo.images import list_image_files
 
+    from apps.serving import inside
+    from zoo.io import atomic_write
+
     p = Path(folder).expanduser()
+    allowed = (lambda f: inside(f, Path(root))) if root else (lambda f: True)
+    skipped: list = []
     if (p / "manifest.json").is_file():  # a saved index: its own model
         idx = zoo.index.load(p)
         title = f"index {p} ({len(idx):,} items, {idx.model_info['name'] if idx.model_info else 'raw vectors'})"
     else:
         m = model(name, size)
-        files = [str(f) for f in list_image_files(p)]
+        files = [str(f) for f in list_image_files(p) if allowed(f)]
         if not files:
             from zoo.errors import ImageError
 
@@ -150,21 +172,24 @@ def folder_collection(folder: str, size: int, name: str = DEFAULT_MODEL, files_d
         source = path.with_name(path.name + ".source.json")  # which files the saved index covers
         digest = listing_digest(files)
         idx = _index_is_current(path, m)
-        if idx is None or not source.is_file() or json.loads(source.read_text()).get("files") != digest:
-            idx = zoo.index.build(files, model=m, progress=False, work_dir=str(path) + ".work")
-            idx.save(path)
-            source.write_text(json.dumps({"folder": str(p.resolve()), "files": digest}))
-            shutil.rmtree(str(path) + ".work", ignore_errors=True)
+        record = json.loads(source.read_text()) if idx is not None and source.is_file() else {}
+        if record.get("files") != digest:
+            idx = zoo.index.build(files, model=m, out=path, overwrite=True, progress=False)
+            skipped = [(str(f), str(why)) for f, why in idx.build_report.skipped]
+            atomic_write(source, json.dumps({"folder": str(p.resolve()), "files": digest, "skipped": skipped}))
+        else:
+            skipped = [tuple(s) for s in record.get("skipped", [])]
         title = f"folder {p} ({len(idx):,} images), {name} at {size}px"
     meta_of = {}
 
     def thumb(i):
         path = meta_of.setdefault(int(i), (idx.metadata([i])[0] or {}).get("path"))
-        return file_thumbnail(path) if path else None
+        return file_thumbnail(path) if path and allowed(path) else None
 
     return Collection(title=title, index=idx, thumb=thumb,
                       caption=lambda i, meta: Path(meta.get("path", f"#{i}")).name,
-                      label_of=lambda meta: Path(meta["path"]).parent.name if meta and meta.get("path") else None)
+                      label_of=lambda meta: Path(meta["path"]).parent.name if meta and meta.get("path") else None,
+                      skipped=skipped)
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)

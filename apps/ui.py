@@ -135,6 +135,13 @@ def read_uploads(files) -> tuple[list[Loaded], list[str]]:
     return ok, bad
 
 
+def short_reason(path, why) -> str:
+    """``name: reason`` for a skipped file, without its folder."""
+    name = Path(str(path)).name
+    why = str(why).replace(str(path), name)
+    return why if name in why else f"{name}: {why}"
+
+
 def image_uploader(label: str, key: str, multiple: bool = False):
     return st.file_uploader(label, type=UPLOAD_TYPES, key=key, accept_multiple_files=multiple,
                             help=UPLOAD_HELP, max_upload_size=MAX_UPLOAD_MB)

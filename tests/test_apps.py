@@ -6,7 +6,14 @@ goes to a temporary ``ZOO_HOME`` so the first-visit path (build, save) is what r
 """
 import io
 import os
+import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -41,6 +48,19 @@ def page(name: str | None = None) -> AppTest:
     if name:
         at.switch_page(f"pages_/{name}.py").run()
     return at
+
+
+def opened(name: str, **state) -> AppTest:
+    """A page opened directly with its widgets' values preset (not yet run)."""
+    at = AppTest.from_file(str(HOME), default_timeout=TIMEOUT)
+    at.switch_page(f"pages_/{name}.py")
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def errors_text(at) -> str:
+    return " ".join(e.value for e in at.error)
 
 
 def ok(at: AppTest):
@@ -127,6 +147,7 @@ def test_upload_limit_in_config_matches_the_code():
         config._main_script_path = str(HOME)
         config.get_config_options(force_reparse=True)
         assert config.get_option("server.maxUploadSize") == ui.MAX_UPLOAD_MB
+        assert config.get_option("server.address") == "127.0.0.1"  # this machine only, unless asked
         assert config.get_option("client.showErrorDetails") == "none"
     finally:
         config._main_script_path = old
@@ -214,27 +235,96 @@ def test_search_bundled_fashion_mnist_by_item_and_by_upload(zoo_home):
     assert (labels.isin(["Sneaker", "Sandal", "Ankle boot"])).mean() >= 0.75, labels.tolist()
 
 
-def test_search_folder_index_skips_unreadable_files(tmp_path):
+def fmnist_folders(root: Path, classes, per_class: int = 6) -> Path:
+    """``root/<class>/<row>.png``: real Fashion-MNIST training images, one subfolder per class."""
     train = fmnist("train")
-    for cls in ("Trouser", "Bag", "Sneaker"):
-        (tmp_path / cls).mkdir()
-        for r in np.flatnonzero(train.labels == train.class_names.index(cls))[:6]:
-            (tmp_path / cls / f"{r}.png").write_bytes(png(train.images[r]))
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for r in np.flatnonzero(train.labels == train.class_names.index(cls))[:per_class]:
+            (root / cls / f"{cls.lower()}_{r}.png").write_bytes(png(train.images[r]))
+    return root
+
+
+def test_search_folder_index_reports_unreadable_files(tmp_path, monkeypatch):
+    fmnist_folders(tmp_path, ("Trouser", "Bag", "Sneaker"))
     (tmp_path / "Bag" / "broken.png").write_bytes(b"not a png")
-    at = page("search")
-    at.radio(key="search_collection").set_value("A folder or saved index on this machine").run()
-    at.select_slider(key="search_size").set_value(96)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(tmp_path))
+    at = opened("search", search_collection="A folder on the server", search_size=96).run()
     at.text_input(key="search_folder").set_value(str(tmp_path / "missing")).run()
-    assert "is not a folder" in " ".join(e.value for e in at.error)
+    assert "is not a folder" in errors_text(at)
     at.text_input(key="search_folder").set_value(str(tmp_path)).run()
     ok(at)
-    assert "18 images" in " ".join(c.value for c in at.caption)  # the broken file is left out
+    assert "18 images" in " ".join(c.value for c in at.caption)  # the broken file is left out...
+    warning = " ".join(w.value for w in at.warning)
+    assert "1 file was left out" in warning and "broken.png" in warning, warning  # ...and named
     at.slider(key="search_k").set_value(4).run()
     text = markdown(ok(at))
     same = int(text.split("share the query's label")[0].split("**")[-2].split(" of ")[0])
     assert same >= 3, text
+    at.text_input(key="search_folder").set_value("Bag").run()  # relative: under the root
+    assert "7 images" not in " ".join(c.value for c in ok(at).caption)
+    assert "6 images" in " ".join(c.value for c in at.caption)
 
 
+def test_search_folders_only_under_the_configured_root(tmp_path, monkeypatch):
+    shared = fmnist_folders(tmp_path / "shared", ("Bag",), per_class=2)
+    private = fmnist_folders(tmp_path / "private", ("Trouser",), per_class=2)
+    (shared / "escape").symlink_to(private, target_is_directory=True)
+    monkeypatch.delenv("ZOO_APPS_ROOT", raising=False)
+    at = opened("search", search_collection="A folder on the server").run()
+    assert not at.exception and not at.text_input  # no root: nothing to type a path into
+    assert "ZOO_APPS_ROOT" in " ".join(i.value for i in at.info)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(shared))
+    at.run()
+    for typed in (str(private), "../private", str(shared / "escape"), "/etc", "~"):
+        at.text_input(key="search_folder").set_value(typed).run()
+        assert not at.exception
+        assert "outside the folder this server shares" in errors_text(at), (typed, errors_text(at))
+        assert not at.image and not at.dataframe
+
+
+def test_search_among_uploaded_images():
+    at = opened("search", search_collection="My images (upload)", search_upload_size=96).run()
+    assert "Upload two or more images" in " ".join(i.value for i in ok(at).info)
+    at.file_uploader(key="search_collection_upload").set_value(
+        [(f"{k.replace(':', '_')}.png", png(sample(k)), "image/png") for k in ("coffee", "chelsea", "rocket", "chelsea:crop")]
+        + [("bad.png", b"no pixels here", "image/png")]).run()
+    assert not at.exception
+    assert "bad.png" in errors_text(at)  # reported, the four readable images indexed
+    assert "4 uploaded images" in " ".join(c.value for c in at.caption)
+    at.number_input(key="search_item").set_value(1).run()  # chelsea: its nearest is the cropped copy
+    table = at.dataframe[0].value
+    assert table["name"].iloc[0] == "chelsea_crop.png", table
+
+
+# ---- many visitors, one cached model ---------------------------------------------------------------
+def test_two_sessions_at_once_each_get_their_own_results(tmp_path, monkeypatch):
+    """Two visitors index different folders at the same moment with the one shared (cached) model:
+    each sees its own files. (AppTest runs each session's script in its own thread.)"""
+    fmnist_folders(tmp_path, ("Trouser", "Bag"), per_class=40)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(tmp_path))
+    sessions = {cls: opened("search", search_collection="A folder on the server", search_size=128,
+                            search_folder=cls, search_k=8) for cls in ("Trouser", "Bag")}
+    start, failures = threading.Barrier(len(sessions)), []
+
+    def visit(at):
+        try:
+            start.wait()
+            at.run()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=visit, args=(at,)) for at in sessions.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert not failures, failures
+    for cls, at in sessions.items():
+        ok(at)
+        assert "40 images" in " ".join(c.value for c in at.caption)
+        table = at.dataframe[0].value
+        assert len(table) == 8 and table["path"].str.contains(f"/{cls}/{cls.lower()}_").all(), (cls, table["path"])
 # ---- few-shot ------------------------------------------------------------------------------------
 def test_fewshot_bundled_support_beats_pixels_and_shows_neighbours():
     at = ok(page("fewshot"))
@@ -346,18 +436,28 @@ def test_finetune_short_run_evaluates_and_downloads_a_loadable_model(tmp_path):
     assert [b.label for b in at.get("download_button")] == ["Download the model folder (.zip)"]
 
 
-def test_finetune_rejects_zero_epochs_and_missing_folder():
+def test_finetune_rejects_zero_epochs_and_folders_outside_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZOO_APPS_ROOT", raising=False)
     at = page("finetune")
     at.number_input(key="ft_head_epochs").set_value(0)
     at.number_input(key="ft_epochs").set_value(0)
     at.button(key="ft_start").click().run()
-    assert "at least one epoch" in " ".join(e.value for e in at.error)
+    assert "at least one epoch" in errors_text(at)
     at.number_input(key="ft_head_epochs").set_value(1)
     at.radio(key="ft_data").set_value("A folder of class subfolders").run()
+    assert at.text_input(key="ft_folder").disabled and "ZOO_APPS_ROOT" in " ".join(i.value for i in at.info)
+    at.button(key="ft_start").click().run()
+    assert "does not open folders" in errors_text(at)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(tmp_path))
+    at.run()
     at.text_input(key="ft_folder").set_value("/nonexistent/data")
     at.button(key="ft_start").click().run()
     assert not at.exception
-    assert "/nonexistent/data" in " ".join(e.value for e in at.error)
+    assert "/nonexistent/data is outside the folder this server shares" in errors_text(at)
+    at.text_input(key="ft_folder").set_value("flowers")
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    assert str(tmp_path / "flowers") in errors_text(at)  # under the root, but not there
 
 
 def test_live_progress_callback_draws_bar_and_curves():
@@ -399,3 +499,106 @@ def test_verify_face_crops_with_mtcnn_when_installed():
     assert not at.exception
     assert "No face found in image B (Cat (Chelsea))" in " ".join(e.value for e in at.error)
     assert len(at.image) == 2  # both photos still shown
+
+
+# ---- errors of the core are messages -------------------------------------------------------------
+def test_guard_turns_core_errors_into_messages():
+    """What a page shows when zoo raises its typed errors (bad shapes, unreadable images)."""
+    def app():
+        import numpy as np
+
+        import zoo
+        from apps import ui
+
+        with ui.guard("embed the images"):
+            zoo.load("efficientnet_lite0", input_size=96).embed(np.zeros((2, 8, 8, 5), np.uint8), progress=False)
+        with ui.guard("read the image"):
+            from zoo.images import read_image
+
+            read_image(__file__)
+        with ui.guard("index the folder"):
+            raise zoo.ImageError("no image files under /data/empty")
+
+    at = AppTest.from_function(app, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == 3, shown
+    assert shown[0].startswith("Could not embed the images:") and "got (2, 8, 8, 5)" in shown[0]
+    assert shown[1].startswith("Could not read the image:") and "not a readable image" in shown[1]
+    assert shown[2] == "Could not index the folder: no image files under /data/empty"
+    assert not any("Traceback" in s or "File \"" in s for s in shown)
+
+
+# ---- the server -----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(tmp_path, env=None, args=()):
+    """``streamlit run apps/Home.py`` as ``make apps`` starts it; returns (process, port, listen addresses)."""
+    import psutil
+
+    port = free_port()
+    log = open(tmp_path / f"server-{port}.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(HOME), "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", *args],
+        cwd=tmp_path, env={**os.environ, "ZOO_HOME": str(tmp_path), **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        listening = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port} if proc.poll() is None else set()
+        if listening:
+            return proc, port, listening
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start: {(tmp_path / f'server-{port}.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def get(url) -> tuple[int, str]:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_server_listens_on_this_machine_only_and_unknown_urls_are_404(tmp_path):
+    from apps.Home import PAGES
+
+    proc, port, listening = serve(tmp_path)
+    try:
+        assert listening == {"127.0.0.1"}, listening
+        url = f"http://127.0.0.1:{port}"
+        assert get(f"{url}/_stcore/health") == (200, "ok")
+        for p in PAGES:
+            status, body = get(f"{url}/{p.url}")
+            assert status == 200 and "<html" in body.lower(), (p.url, status)
+        for unknown in ("/no-such-page", "/classify/extra", "/etc/passwd", "/admin"):
+            status, body = get(url + unknown)
+            assert status == 404 and "No page at" in body and 'href="/classify"' in body, (unknown, status)
+        status, _ = get(f"{url}/static/no-such-asset.js")
+        assert status == 404
+    finally:
+        stop(proc)
+    # sharing it on the network is one switch
+    proc, port, listening = serve(tmp_path, env={"STREAMLIT_SERVER_ADDRESS": "0.0.0.0"})
+    stop(proc)
+    assert listening == {"0.0.0.0"}, listening

@@ -86,6 +86,9 @@ def test_folder_build_skips_bad_files_and_finds_copies(model, photo_dir, tmp_pat
     idx = zi.build(photo_dir, model=model, work_dir=tmp_path / "work", progress=False)
     paths = [m["path"] for m in idx.metadata(idx.ids)]
     assert len(idx) == 15 and not any("broken" in p for p in paths)
+    rep = idx.build_report  # what this call skipped, not model state
+    assert rep.sources == paths and rep.ids.tolist() == idx.ids.tolist()
+    assert [s[0] for s in rep.skipped] == [str(photo_dir / "broken.jpg")]
     res = idx.search(photo_dir / "coffee_edit.png", k=3)
     found = [m["path"] for m in res.metadata[0]]
     assert found[0].endswith("coffee_edit.png") and {p.rsplit("/", 1)[1] for p in found[1:]} == \
@@ -193,6 +196,7 @@ def test_corrupt_index_gives_a_clear_error(gallery, tmp_path):
         zi.load(path, verify=False)
     doc = json.loads((path / "manifest.json").read_text())
     doc["files"]["index"]["bytes"] = len(good) // 2  # a manifest that agrees with the damage
+    doc["checksum"] = store.manifest_checksum(doc)
     (path / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(zi.IndexCorruptError, match="could not be read by FAISS"):
         zi.load(path, verify=False)
@@ -382,3 +386,147 @@ def test_gpu_copy_is_used_when_faiss_sees_a_gpu(gallery, monkeypatch):
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", refuse, raising=False)
     hnsw = zi.from_embeddings(e, index_type="HNSW16")
     assert hnsw.search_embeddings(e[:1], 1).ids[0, 0] == 0 and not hnsw.info()["gpu"]
+
+
+def test_add_and_search_report_skipped_files_of_the_call(model, gallery, photo_dir):
+    _, _, e = gallery
+    idx = zi.from_embeddings(e[:20], model=model)
+    good, bad = str(photo_dir / "coffee.png"), str(photo_dir / "broken.jpg")
+    r = idx.add([bad, good], metadata=[{"n": 0}, {"n": 1}], return_sources=True, progress=False)
+    assert r.outputs.tolist() == [20] and r.sources == [good] and [s[0] for s in r.skipped] == [bad]
+    assert idx.metadata([20]) == [{"n": 1, "path": good}]
+    assert idx.add([good], progress=False).tolist() == [21]  # plain call: the ids, as before
+    s = idx.search([bad, good], k=2, return_sources=True)
+    assert s.sources == [good] and [x[0] for x in s.skipped] == [bad]
+    assert s.outputs.ids.shape == (1, 2) and set(s.outputs.ids[0].tolist()) == {20, 21}
+
+
+def _assert_empty_result(res, n_queries, k):
+    assert res.ids.shape == (n_queries, k) and res.ids.dtype == np.int64 and (res.ids == -1).all()
+    assert res.scores.shape == (n_queries, k) and np.isnan(res.scores).all()
+    assert res.metadata == [[None] * k for _ in range(n_queries)]
+
+
+def test_empty_index_answers_empty_results(gallery, tmp_path):
+    _, _, e = gallery
+    q = e[:3]
+    empty = zi.ImageIndex.empty(e.shape[1])
+    _assert_empty_result(empty.search_embeddings(q, k=4), 3, 4)
+    _assert_empty_result(empty.search_embeddings(q[:0], k=4), 0, 4)
+    assert empty.duplicates(0.5) == [] and len(empty) == 0 and empty.vectors().shape == (0, e.shape[1])
+    idx = zi.from_embeddings(e[:30], metric="l2")
+    assert idx.remove(idx.ids) == 30 and len(idx) == 0
+    _assert_empty_result(idx.search_embeddings(q, k=2), 3, 2)
+    assert idx.duplicates(0.5) == []
+    again = zi.load(idx.save(tmp_path / "e.zidx"))
+    _assert_empty_result(again.search_embeddings(q, k=2), 3, 2)
+    assert again.add_embeddings(q[:1]).tolist() == [30]  # ids are never reused, even after emptying
+    assert again.search_embeddings(q[:1], 1).ids.tolist() == [[30]]
+    with pytest.raises(zi.EmbeddingShapeError, match="dim"):
+        zi.empty(0)
+
+
+def _edit_manifest(path, edit, reseal=True):
+    doc = json.loads((path / "manifest.json").read_text())
+    edit(doc)
+    if reseal:  # a manifest written consistently by something else than zoo.index
+        doc["checksum"] = store.manifest_checksum(doc)
+    (path / "manifest.json").write_text(json.dumps(doc))
+
+
+def test_edited_manifest_is_refused_by_its_checksum(gallery, tmp_path):
+    _, _, e = gallery
+    path = zi.from_embeddings(e[:20]).save(tmp_path / "a.zidx")
+    doc = json.loads((path / "manifest.json").read_text())
+    assert doc["checksum"] == store.manifest_checksum(doc) and doc["format_version"] == 2
+    _edit_manifest(path, lambda d: d.update(metric="l2"), reseal=False)
+    with pytest.raises(zi.IndexCorruptError, match="checksum"):
+        zi.load(path)
+    _edit_manifest(path, lambda d: d.update(metric="l2"))  # resealed: the FAISS index still disagrees
+    with pytest.raises(zi.IndexCorruptError, match="metric"):
+        zi.load(path)
+
+
+@pytest.mark.parametrize("name", ["../outside.faiss", "/etc/passwd", "sub/index.faiss", ".hidden", ".."])
+def test_manifest_file_names_must_stay_inside_the_folder(gallery, tmp_path, name):
+    _, _, e = gallery
+    path = zi.from_embeddings(e[:20]).save(tmp_path / "a.zidx")
+    shutil.copy(next(path.glob("index-*.faiss")), tmp_path / "outside.faiss")
+    _edit_manifest(path, lambda d: d["files"]["index"].update(name=name))
+    with pytest.raises(zi.IndexCorruptError, match="plain file name"):
+        zi.load(path)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.pop("metric"), "missing 'metric'"),
+    (lambda d: d.update(dim="1280"), "'dim' must be int"),
+    (lambda d: d.update(next_id=True), "'next_id' must be int"),
+    (lambda d: d.update(model=3), "'model' must be dict"),
+    (lambda d: d.update(index=["Flat"]), "'index' must be dict"),
+    (lambda d: d["index"].pop("spec"), "missing 'spec'"),
+    (lambda d: d["files"]["items"].update(bytes="12"), "'bytes' must be int"),
+    (lambda d: d["files"].update(items=None), "files.items must be an object"),
+    (lambda d: d.update(metric="hamming"), "unknown metric"),
+    (lambda d: d.update(generation="7"), "'generation' must be int"),
+    (lambda d: d.update(format_version="2"), "format_version"),
+    (lambda d: d.update(count=3), "counts 3 live"),
+])
+def test_malformed_manifest_gives_a_typed_error(gallery, tmp_path, edit, match):
+    _, _, e = gallery
+    path = zi.from_embeddings(e[:20]).save(tmp_path / "a.zidx")
+    _edit_manifest(path, edit)
+    with pytest.raises(zi.IndexFormatError, match=match):
+        zi.load(path)
+
+
+def test_format_v1_manifest_loads_with_a_warning_and_is_upgraded_by_save(gallery, tmp_path, caplog):
+    _, _, e = gallery
+    path = zi.from_embeddings(e[:20], [{"n": i} for i in range(20)]).save(tmp_path / "a.zidx")
+
+    def to_v1(d):
+        for key in ("checksum", "uid", "generation"):
+            d.pop(key)
+        d["format_version"] = 1
+
+    _edit_manifest(path, to_v1, reseal=False)
+    with caplog.at_level("WARNING", logger="zoo.index.store"):
+        idx = zi.load(path)
+    assert "no checksum" in caplog.text and "save the index again" in caplog.text
+    assert len(idx) == 20 and idx.metadata([4]) == [{"n": 4}]
+    idx.save(path)
+    doc = json.loads((path / "manifest.json").read_text())
+    assert doc["format_version"] == 2 and doc["checksum"] == store.manifest_checksum(doc) and doc["generation"] == 1
+    _edit_manifest(path, to_v1, reseal=False)
+    _edit_manifest(path, lambda d: d.update(metric="l2"), reseal=False)  # unchecked, but still caught
+    with pytest.raises(zi.IndexCorruptError, match="metric"):
+        zi.load(path)
+
+
+def test_build_checks_its_output_first_and_a_failed_build_can_be_retried(model, photo_dir, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in ("chelsea.png", "coffee.png", "rocket.png"):
+        shutil.copy(photo_dir / f, src / f)
+    out = tmp_path / "x.zidx"
+    idx = zi.build(src, model=model, out=f"{out}/", progress=False)  # a trailing slash names the same folder
+    assert len(zi.load(out)) == len(idx) == 3 and not (out / ".work").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.zidx.lock", "src", "x.zidx"]  # shards removed
+    with pytest.raises(zi.IndexExistsError, match="overwrite"):  # before the model is even looked up
+        zi.build(src, model="no_such_model", out=out, progress=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("keep me")
+    with pytest.raises(zi.IndexFormatError, match="not a zoo index"):
+        zi.build(src, model="no_such_model", out=tmp_path / "notes", progress=False)
+    shutil.copy(photo_dir / "broken.jpg", src / "zz_broken.jpg")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not an image")
+    with pytest.raises(zoo.ImageError):
+        zi.build(bad, model=model, out=tmp_path / "y.zidx/", progress=False)
+    assert not (tmp_path / "y.zidx").exists()  # nothing half-made, nothing inside the output
+    shutil.copy(photo_dir / "camera.png", bad / "camera.png")
+    again = zi.build(bad, model=model, out=tmp_path / "y.zidx/", progress=False)  # the retry works
+    assert len(again) == 1 and [s[0] for s in again.build_report.skipped] == [str(bad / "a.jpg")]
+    shutil.copy(photo_dir / "camera.png", src / "camera.png")
+    idx = zi.build(src, model=model, out=out, overwrite=True, progress=False)
+    assert len(zi.load(out)) == 4 and len(idx.build_report.skipped) == 1

@@ -58,9 +58,9 @@ def test_odd_images_are_converted(lite0, photos, tmp_path):
     big = np.asarray(Image.fromarray(cat).resize((2400, 1800)))
     Image.fromarray(big).save(tmp_path / "big.jpg", quality=90)
     files = sorted(tmp_path.iterdir())
-    results = lite0.classify(files, top_k=5)
-    assert len(results) == len(files) and not lite0.last_skipped
-    for f, top in zip(lite0.last_sources, results):
+    results, sources, skipped = lite0.classify(files, top_k=5, return_sources=True)
+    assert len(results) == len(files) and not skipped
+    for f, top in zip(sources, results):
         assert {c for c, _, _ in top} & CATS, (f, top)
     # 16-bit PNG reads as the same picture as its 8-bit twin
     e = lite0.embed([tmp_path / "gray.png", tmp_path / "gray16.png"], progress=False)
@@ -73,16 +73,19 @@ def test_corrupt_files_are_skipped_and_counted(lite0, photos, tmp_path):
     good = (tmp_path / "a_good.jpg").read_bytes()
     (tmp_path / "c_truncated.jpg").write_bytes(good[: len(good) // 3])
     (tmp_path / "d_empty.png").write_bytes(b"")
-    e = lite0.embed(tmp_path, progress=False)
-    kept = [str(p).rsplit("/", 1)[-1] for p in lite0.last_sources]
-    skipped = [str(p).rsplit("/", 1)[-1] for p, _ in lite0.last_skipped]
+    e, sources, skipped = lite0.embed(tmp_path, progress=False, return_sources=True)
+    kept = [str(p).rsplit("/", 1)[-1] for p in sources]
+    skipped = [str(p).rsplit("/", 1)[-1] for p, _ in skipped]
     assert "a_good.jpg" in kept and {"b_text.jpg", "d_empty.png"} <= set(skipped)
     assert e.shape[0] == len(kept) and len(kept) + len(skipped) == 4
 
 
 def test_all_unreadable_is_a_clear_error(lite0, tmp_path):
     (tmp_path / "x.jpg").write_text("nope")
-    with pytest.raises(zoo.ImageError, match="could be read"):
+    with pytest.raises(zoo.ImageError, match="x.jpg: not a readable image"):  # one file: named
+        lite0.embed(tmp_path, progress=False)
+    (tmp_path / "y.png").write_bytes(b"")
+    with pytest.raises(zoo.ImageError, match=r"none of the 2 images could be read \(first: .*x.jpg"):
         lite0.embed(tmp_path, progress=False)
 
 

@@ -117,3 +117,116 @@ def test_random_init_needs_no_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path))
     m = zoo.load("mobilenet_v3_small", weights=None, input_size=64)
     assert m.embed(np.zeros((1, 64, 64, 3), np.uint8), progress=False).shape == (1, 576)
+
+
+# ---- crafted legacy checkpoints: the reader bound-checks every tensor --------------------------
+class _Ref:
+    """``module.name`` written as a GLOBAL opcode (torch need not be installed to write one)."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle only writes callables as reduce functions
+        raise NotImplementedError
+
+
+class _Tensor:
+    def __init__(self, key, offset, shape, stride):
+        self.key, self.offset, self.shape, self.stride = key, offset, shape, stride
+
+    def __reduce__(self):
+        import collections
+
+        return (_Ref("torch._utils", "_rebuild_tensor_v2"),
+                (_Storage(self.key), self.offset, self.shape, self.stride, False, collections.OrderedDict()))
+
+
+class _Storage:
+    def __init__(self, key):
+        self.key = key
+
+
+class _LegacyPickler(pickle._Pickler):
+    """PyTorch's legacy layout: tensors point at storages through persistent ids."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def __init__(self, f, sizes):
+        super().__init__(f, protocol=2)
+        self.sizes = sizes
+
+    def _save_ref(self, obj):
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+
+    dispatch[_Ref] = _save_ref
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _Storage):
+            return ("storage", _Ref("torch", "FloatStorage"), obj.key, "cpu", self.sizes.get(obj.key, 0))
+        return None
+
+
+def _checkpoint(tensors: dict, storages: dict, claimed_counts: dict | None = None) -> bytes:
+    """A legacy (non-zip) PyTorch file: ``tensors`` {name: (key, offset, shape, stride)} over
+    float32 ``storages`` {key: array}; ``claimed_counts`` overrides a storage's element count."""
+    import collections
+    import struct
+
+    f = io.BytesIO()
+    for obj in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        pickle.dump(obj, f, protocol=2)
+    sizes = {k: len(v) for k, v in storages.items()}
+    _LegacyPickler(f, sizes).dump(collections.OrderedDict((n, _Tensor(*t)) for n, t in tensors.items()))
+    pickle.dump(list(storages), f, protocol=2)
+    for key, arr in storages.items():
+        f.write(struct.pack("<q", (claimed_counts or {}).get(key, len(arr))))
+        f.write(np.asarray(arr, np.float32).tobytes())
+    return f.getvalue()
+
+
+def test_crafted_checkpoint_reads_back_strided_tensors(tmp_path):
+    """The crafting helper writes what the reader accepts: a transposed view and an offset slice."""
+    p = tmp_path / "ok.pth"
+    data = np.arange(12, dtype=np.float32)
+    p.write_bytes(_checkpoint({"w": ("0", 0, (3, 4), (4, 1)), "wt": ("0", 0, (4, 3), (1, 4)),
+                               "tail": ("0", 10, (2,), (1,)), "empty": ("0", 12, (0, 5), (5, 1))},
+                              {"0": data}))
+    sd = read_state_dict(p)
+    np.testing.assert_array_equal(sd["w"], data.reshape(3, 4))
+    np.testing.assert_array_equal(sd["wt"], data.reshape(3, 4).T)
+    np.testing.assert_array_equal(sd["tail"], [10, 11])
+    assert sd["empty"].shape == (0, 5)
+
+
+@pytest.mark.parametrize("tensor, what", [
+    (("0", 0, (4, 4), (4, 1)), "reads element 15, past its storage of 12"),        # shape too big
+    (("0", 9, (2, 2), (2, 1)), "reads element 12"),                                # offset + extent
+    (("0", 1 << 40, (1,), (1,)), "past its storage"),                               # far outside: a segfault
+    (("0", 0, (1 << 20, 1 << 20), (1 << 30, 1)), "past its storage"),              # huge stride
+    (("0", 0, (3, 4), (-4, 1)), "negative"),
+    (("0", -1, (2,), (1,)), "negative"),
+    (("0", 0, (3, -4), (4, 1)), "negative"),
+    (("0", 0, (3, 4), (4,)), "stride"),                                             # ranks differ
+    (("0", 0, (1 << 16, 1 << 16), (0, 0)), "elements but its storage only 12"),    # broadcast bomb
+    (("0", 0.5, (2,), (1,)), "non-integer"),
+    (("1", 0, (2,), (1,)), "does not hold"),                                        # unknown storage
+])
+def test_crafted_checkpoint_out_of_bounds_is_refused(tmp_path, tensor, what):
+    p = tmp_path / "crafted.pth"
+    storages = {"0": np.arange(12, dtype=np.float32)}
+    p.write_bytes(_checkpoint({"ok": ("0", 0, (2,), (1,)), "bad.weight": tensor}, storages))
+    with pytest.raises(WeightsFormatError, match=what) as info:
+        read_state_dict(p)
+    assert str(p) in str(info.value) and "'bad.weight'" in str(info.value)
+
+
+def test_crafted_storage_size_and_malformed_pickles_are_refused(tmp_path):
+    p = tmp_path / "big.pth"
+    p.write_bytes(_checkpoint({"w": ("0", 0, (2,), (1,))}, {"0": np.zeros(4, np.float32)},
+                              claimed_counts={"0": 1 << 60}))
+    with pytest.raises(WeightsFormatError, match="claims") as info:
+        read_state_dict(p)
+    assert str(p) in str(info.value)
+    p.write_bytes(_legacy_file(("not", "a", "state dict")))  # the storage keys pickle is missing
+    with pytest.raises(WeightsFormatError, match=str(p)):
+        read_state_dict(p)

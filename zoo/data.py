@@ -45,7 +45,8 @@ class LabeledImages:
                             f"shaped {self.labels.shape}")
         self.labels = self.labels.astype(np.int64)
         if isinstance(self.images, np.ndarray):
-            self.images = zimages.as_image_array(self.images) if len(self.images) else self.images
+            if len(self.images):
+                zimages.as_image_array(self.images)  # shape and dtype checked; stored as given
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):

@@ -40,6 +40,9 @@ KIND_MODULES = {
     "classifier": "zoo.tasks.classifier",
     "fewshot": "zoo.tasks.fewshot",
     "verifier": "zoo.tasks.verifier",
+    "segmenter": "zoo.tasks.segmenter",
+    "detector": "zoo.tasks.detector",
+    "image_text": "zoo.tasks.image_text",
 }
 # names earlier versions wrote -> kind
 KIND_ALIASES = {"fewshot.KNNClassifier": "fewshot", "verification.Verifier": "verifier"}
@@ -162,13 +165,21 @@ def write_folder(path, kind: str, config: dict, files: dict) -> Path:
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def read_config(path, kind: str | None = None) -> dict:
+def read_config(path, kind: str | None = None, error: type = SavedModelError) -> dict:
     """The folder's config, its kind normalised, every recorded file checked by SHA-256.
 
-    Raises :class:`SavedModelError` (missing/invalid config, unknown format, wrong kind, missing
-    file) or :class:`ChecksumMismatchError`.
+    Raises ``error`` (a :class:`SavedModelError`: missing/invalid config, unknown format, wrong
+    kind, missing file) or :class:`ChecksumMismatchError`.
     """
-    path = Path(path)
+    try:
+        return _read_config(Path(path), kind)
+    except SavedModelError as exc:
+        if error is SavedModelError or isinstance(exc, error):
+            raise
+        raise error(str(exc)) from exc
+
+
+def _read_config(path: Path, kind: str | None) -> dict:
     f = path / CONFIG_FILE
     if not path.is_dir():
         raise SavedModelError(f"{path} is not a folder written by save()")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from apps import progress as live
 from apps import resources as res
-from apps import ui
+from apps import serving, ui
 
 st.title("Fine-tune")
 st.caption("zoo's recipe: train a new head on cached frozen features, then unfreeze the network (BatchNorm "
@@ -81,8 +81,13 @@ with ui.guard("set up fine-tuning"):
                                    key="ft_ntrain", help="a stratified sample of the 60,000; 10% of it is held out for validation")
         n_test = c2.select_slider("Test images", [200, 500, 1000, 2000, 10000], 1000, key="ft_ntest")
     else:
-        folder = st.text_input("Folder with one subfolder of images per class", key="ft_folder",
-                               placeholder="/data/flowers  (flowers/daisy/*.jpg, flowers/rose/*.jpg, ...)")
+        root = serving.visitor_root()
+        if root is None:
+            st.info(f"Training on a folder of the server is off. Start the app with `{serving.ROOT_ENV}=/path/to/data` "
+                    "to let visitors train on folders under that path.")
+        folder = st.text_input(f"Folder with one subfolder of images per class, under {root}", key="ft_folder",
+                               placeholder=f"{root}/flowers  (flowers/daisy/*.jpg, flowers/rose/*.jpg, ...)",
+                               disabled=root is None)
         test_fraction = st.slider("Held out for testing", 0.1, 0.5, 0.2, 0.05, key="ft_testfrac")
     c1, c2, c3 = st.columns(3)
     size = c1.select_slider("Input size", [64, 96, 128, 160, 224], 96, key="ft_size",
@@ -106,9 +111,9 @@ with ui.guard("set up fine-tuning"):
                 train = res.fmnist("train").subset(total=n_train, seed=0)
                 test = res.fmnist("test").subset(total=n_test, seed=1)
             else:
-                if not folder.strip():
+                if serving.visitor_root() is not None and not folder.strip():
                     raise zdata.DataError("enter the folder of class subfolders to train on")
-                whole = zdata.image_folder(Path(folder.strip()).expanduser())
+                whole = zdata.image_folder(serving.visitor_path(folder))
                 if whole.num_classes < 2:
                     raise zdata.DataError(f"{folder} has {whole.num_classes} class subfolder; fine-tuning needs 2 or more")
                 train, test = whole.split(test_fraction, seed=0)

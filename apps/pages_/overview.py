@@ -2,6 +2,7 @@
 import streamlit as st
 
 from apps import ui
+from apps.Home import PAGES
 
 st.title("zoo: pretrained Keras backbones for transfer learning")
 st.markdown(
@@ -10,26 +11,12 @@ st.markdown(
     f"images anywhere (up to {ui.MAX_UPLOAD_MB} MB each)."
 )
 
-LINKS = [
-    ("pages_/model_zoo.py", "Model zoo", ":material/table_view:",
-     "every registry entry with input size, params, GFLOPs, feature dim, reference top-1 and whether "
-     "its weights are on this machine"),
-    ("pages_/classify.py", "Classify", ":material/image_search:",
-     "top-5 ImageNet labels for a photo, with a Grad-CAM heat map of where the evidence is"),
-    ("pages_/search.py", "Similarity search", ":material/grid_view:",
-     "nearest neighbours in a FAISS index of 2,000 Fashion-MNIST images or a folder of yours; near-duplicates"),
-    ("pages_/fewshot.py", "Few-shot", ":material/style:",
-     "a classifier from a few examples per class, showing the support examples that decided each answer"),
-    ("pages_/verify.py", "Verify", ":material/compare:",
-     "are two images of the same thing? cosine score, calibrated threshold, decision (optional face crops)"),
-    ("pages_/finetune.py", "Fine-tune", ":material/model_training:",
-     "a short fine-tune with live progress and curves, evaluation, and the model folder as a zip"),
-]
-for path, label, icon, what in LINKS:
-    c1, c2 = st.columns([1, 3])
-    with c1:
-        st.page_link(path, label=label, icon=icon)
-    c2.markdown(what)
+for page in PAGES:
+    if page.about:
+        c1, c2 = st.columns([1, 3])
+        with c1:
+            st.page_link(f"pages_/{page.script}.py", label=page.title, icon=page.icon)
+        c2.markdown(page.about)
 
 st.subheader("This machine")
 with ui.guard("read the registry"):

@@ -1,47 +1,70 @@
 """Similarity search: a FAISS index of a collection, queried by upload or by one of its images."""
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from apps import resources as res
-from apps import ui
+from apps import serving, ui
 
 st.title("Similarity search")
 st.caption("Images become L2-normalised embeddings of a pretrained backbone; a FAISS index "
            "(zoo.index) returns the nearest by cosine similarity.")
 
-BUNDLED, FOLDER = "Fashion-MNIST (bundled)", "A folder or saved index on this machine"
+BUNDLED, UPLOADS, FOLDER = "Fashion-MNIST (bundled)", "My images (upload)", "A folder on the server"
 coll = None
 with ui.guard("open the collection"):
-    which = st.radio("Collection", [BUNDLED, FOLDER], horizontal=True, key="search_collection")
+    which = st.radio("Collection", [BUNDLED, UPLOADS, FOLDER], horizontal=True, key="search_collection")
     if which == BUNDLED:
         with st.spinner(f"Indexing {res.FMNIST_PER_CLASS * 10:,} Fashion-MNIST images at {res.SMALL_SIZE}px "
                         "(first visit only: about 10-30 s, then cached on disk)..."):
             coll = res.fmnist_collection()
-    else:
+    elif which == UPLOADS:
         c1, c2 = st.columns([3, 1])
-        folder = c1.text_input("Folder of images (searched recursively), or a saved .zidx index",
-                               key="search_folder", placeholder="/data/photos  or  photos.zidx")
-        size = c2.select_slider("Input size", [96, 128, 160, 224], 160, key="search_size",
-                                help="smaller is faster to build; larger sees finer detail")
-        if not folder.strip():
-            st.info("Enter a folder path. The index is built once (embedding every image), saved under "
-                    f"`{ui.cache_dir('indexes')}` and reused while the folder is unchanged. "
-                    "For very large folders build it with `zoo index build` and open the .zidx here.")
+        with c1:
+            ups = ui.image_uploader("Images to search among", key="search_collection_upload", multiple=True)
+        size = c2.select_slider("Input size", [96, 128, 160, 224], 160, key="search_upload_size",
+                                help="smaller is faster; larger sees finer detail")
+        loaded, bad = ui.read_uploads(ups)
+        for msg in bad:
+            st.error(msg)
+        if len(loaded) >= 2:
+            with st.spinner(f"Embedding {len(loaded)} images..."):
+                coll = res.upload_collection(loaded, int(size))
+        elif not bad:
+            st.info("Upload two or more images: each becomes an item of a small index you can search "
+                    "and check for near-duplicates. They stay in this browser session.")
+    else:
+        root = serving.visitor_root()
+        if root is None:
+            st.info(f"Opening folders on the server is off. Start the app with `{serving.ROOT_ENV}=/path/to/images` "
+                    "to let visitors index and search folders (or saved .zidx indexes) under that path; "
+                    "here, upload your images instead.")
         else:
-            p = Path(folder.strip()).expanduser()
-            if not p.is_dir():
-                st.error(f"{p} is not a folder on this machine.")
+            c1, c2 = st.columns([3, 1])
+            folder = c1.text_input(f"Folder of images under {root} (searched recursively), or a saved .zidx index",
+                                   key="search_folder", placeholder=f"{root}/photos  or  photos.zidx")
+            size = c2.select_slider("Input size", [96, 128, 160, 224], 160, key="search_size",
+                                    help="smaller is faster to build; larger sees finer detail")
+            if not folder.strip():
+                st.info("Enter a folder path. The index is built once (embedding every image) and reused while "
+                        "the folder is unchanged. For very large folders build it with `zoo index build` and "
+                        "open the .zidx here.")
             else:
-                digest = res.folder_digest(str(p))
-                with st.spinner(f"Indexing {p} at {size}px (first time only)..."):
-                    coll = res.folder_collection(str(p), size, files_digest=digest)
+                p = serving.visitor_path(folder)
+                if not p.is_dir():
+                    st.error(f"{folder.strip()} is not a folder under {root}.")
+                else:
+                    digest = res.folder_digest(str(p))
+                    with st.spinner(f"Indexing {p} at {size}px (first time only)..."):
+                        coll = res.folder_collection(str(p), int(size), files_digest=digest, root=str(root))
 
 if coll is not None:
     idx = coll.index
     st.caption(coll.title)
+    if coll.skipped:
+        n = len(coll.skipped)
+        st.warning(f"{n} file{'s were' if n != 1 else ' was'} left out (unreadable): "
+                   + "; ".join(ui.short_reason(path, why) for path, why in coll.skipped[:5]) + (" ..." if n > 5 else ""))
     tab_search, tab_dups, tab_info = st.tabs(["Search", "Near-duplicates", "Index"])
 
     with tab_search, ui.guard("search"):

@@ -3,10 +3,15 @@
 Files are embedded ``shard_size`` at a time; each shard's vectors go to ``shard-NNNNN.npy`` in a
 work folder, followed by a small JSON that commits it. Re-running the same build with the same
 work folder skips the committed shards, so an interrupted build resumes where it stopped.
+
+``build(..., out="photos.zidx")`` checks the output before anything is embedded, holds the
+writers' lock until the index is saved there, and keeps its shards in ``photos.zidx.work``
+beside it (never inside), removed once the index is saved.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -18,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import ImageError
-from zoo.index.core import ImageIndex
-from zoo.index.errors import MetadataError
+from zoo.index import store
+from zoo.index.core import BuildReport, ImageIndex
+from zoo.index.errors import IndexExistsError, IndexFormatError, MetadataError
+from zoo.io import atomic_write
 
 log = logging.getLogger(__name__)
 STATE = "build.json"
@@ -50,15 +57,10 @@ def _files_of(source) -> list[str] | None:
     return None
 
 
-def _write_atomic(path: Path, write):
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _save_npy(path: Path, v: np.ndarray):
-    with open(path, "wb") as f:
-        np.save(f, np.asarray(v, np.float32))
+def _npy_bytes(v: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(v, np.float32), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _state(model, files, shard_size) -> dict:
@@ -79,7 +81,7 @@ def embed_files(model, files: list[str], work_dir, shard_size: int = 1024, batch
         log.warning("%s holds shards of a different build (model, files or shard size changed): starting over", work)
         for f in work.glob("shard-*"):
             f.unlink()
-    _write_atomic(sp, lambda t: t.write_text(json.dumps(state)))
+    atomic_write(sp, json.dumps(state))
     n_shards = (len(files) + shard_size - 1) // shard_size
     done = [i for i in range(n_shards) if (work / f"shard-{i:05d}.json").is_file()]
     if done and progress:
@@ -92,16 +94,17 @@ def embed_files(model, files: list[str], work_dir, shard_size: int = 1024, batch
         npy, meta = work / f"shard-{i:05d}.npy", work / f"shard-{i:05d}.json"
         if not meta.is_file():
             try:
-                v = model.embed(chunk, batch_size=batch_size, progress=False)
-                rec = {"kept": [str(p) for p in model.last_sources], "skipped": [list(s) for s in model.last_skipped]}
+                r = model.embed(chunk, batch_size=batch_size, progress=False, return_sources=True)
+                v = r.outputs
+                rec = {"kept": [str(p) for p in r.sources], "skipped": [[str(p), str(why)] for p, why in r.skipped]}
             except ImageError as exc:  # every file of the shard unreadable
                 v = np.zeros((0, model.feature_dim), np.float32)
                 rec = {"kept": [], "skipped": [[p, str(exc)] for p in chunk]}
-            _write_atomic(npy, lambda t: _save_npy(t, v))
-            _write_atomic(meta, lambda t: t.write_text(json.dumps(rec)))  # commits the shard
+            atomic_write(npy, _npy_bytes(v))
+            atomic_write(meta, json.dumps(rec))  # commits the shard
             bar.update(len(chunk))
         rec = json.loads(meta.read_text())
-        vecs.append(np.load(npy))
+        vecs.append(np.load(npy, allow_pickle=False))
         kept += rec["kept"]
         skipped += [tuple(s) for s in rec["skipped"]]
     bar.close()
@@ -111,23 +114,67 @@ def embed_files(model, files: list[str], work_dir, shard_size: int = 1024, batch
     return (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)), kept, skipped
 
 
-def build(source, model="efficientnet_lite0", *, metadata=None, metric: str = "cosine",
-          index_type: str = "auto", recall: float = 0.95, input_size: int | None = None,
+def check_output(out, overwrite: bool = False) -> Path:
+    """``out`` as a Path, refused before any work when it holds an index (unless ``overwrite``)
+    or anything else than an index."""
+    out = Path(out)
+    if out.exists():
+        if (out / store.MANIFEST).is_file():
+            if not overwrite:
+                raise IndexExistsError(f"{out} already holds an index: pass overwrite=True (`zoo index build "
+                                       "--overwrite`) to replace it, or choose another output path")
+        elif not out.is_dir() or any(out.iterdir()):
+            raise IndexFormatError(f"{out} exists and is not a zoo index folder: choose another output path "
+                                   "or remove it")
+    return out
+
+
+def build(source, model="efficientnet_lite0", *, out=None, overwrite: bool = False, metadata=None,
+          metric: str = "cosine", index_type: str = "auto", recall: float = 0.95, input_size: int | None = None,
           batch_size: int = 64, work_dir=None, shard_size: int = 1024, gpu="auto", progress: bool = True,
-          seed: int = 0) -> ImageIndex:
-    """Embed ``source`` and index it.
+          seed: int = 0, timeout: float | None = store.LOCK_TIMEOUT) -> ImageIndex:
+    """Embed ``source`` and index it; ``idx.build_report`` says what was indexed and skipped.
 
     ``source``: a folder (searched recursively), file paths, a numpy array of images or a
     tf.data.Dataset. ``metadata``: one dict per image (folders: sorted path order) or, for files,
     a callable ``path -> dict``; files also get ``{"path": ...}``. ``model``: a registry name,
     saved-model folder or ZooModel. ``index_type``: "auto" (from size and ``recall``, see
     ``zoo.index.choice``) or a FAISS factory string. ``work_dir``: where file shards are kept so
-    that a re-run resumes (default: a temporary folder removed afterwards).
+    that a re-run resumes (default: a temporary folder removed afterwards; with ``out``,
+    ``OUT.work`` beside it, kept when the build fails and removed once the index is saved).
+
+    ``out``: save the index there. It is checked before anything is embedded (an existing index
+    is refused with :class:`IndexExistsError` unless ``overwrite``) and the writers' lock is held
+    until the save (another writer's lock: waits ``timeout`` s, then :class:`IndexLockedError`).
     """
+    if out is None:
+        return _build(source, model, metadata, metric, index_type, recall, input_size, batch_size, work_dir,
+                      shard_size, gpu, progress, seed)
+    out = check_output(out, overwrite)
+    real = os.path.realpath(out)
+    lock = store.writer_lock(real)
+    with store.locked(lock, out, timeout):
+        check_output(out, overwrite)  # again, under the lock
+        work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
+        idx = _build(source, model, metadata, metric, index_type, recall, input_size, batch_size, work,
+                     shard_size, gpu, progress, seed)
+        idx._lock, idx._lock_path = lock, real
+        try:
+            idx.save(out, timeout=timeout)
+        finally:
+            idx._lock = idx._lock_path = None
+    if work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return idx
+
+
+def _build(source, model, metadata, metric, index_type, recall, input_size, batch_size, work_dir, shard_size,
+           gpu, progress, seed) -> ImageIndex:
     m = resolve_model(model, input_size)
     files = _files_of(source)
     if files is None:
-        vectors = m.embed(source, batch_size=batch_size, progress=progress)
+        r = m.embed(source, batch_size=batch_size, progress=progress, return_sources=True)
+        vectors, sources, skipped = r.outputs, list(r.sources) or list(range(len(r.outputs))), list(r.skipped)
         if metadata is not None and not callable(metadata) and len(list(metadata)) != len(vectors):
             raise MetadataError(f"got {len(list(metadata))} metadata records for {len(vectors)} images")
         meta = list(metadata) if metadata is not None else None
@@ -139,7 +186,7 @@ def build(source, model="efficientnet_lite0", *, metadata=None, metric: str = "c
                                     "pass one dict per file (folders: in sorted path order) or a callable")
         tmp = None if work_dir is not None else tempfile.mkdtemp(prefix="zoo-index-build-")
         try:
-            vectors, kept, _ = embed_files(m, files, work_dir or tmp, shard_size, batch_size, progress)
+            vectors, kept, skipped = embed_files(m, files, work_dir or tmp, shard_size, batch_size, progress)
         finally:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -150,5 +197,8 @@ def build(source, model="efficientnet_lite0", *, metadata=None, metric: str = "c
             meta = [{**(metadata(p) or {}), "path": p} for p in kept]
         else:
             meta = [{**((metadata[where[p]] or {}) if metadata else {}), "path": p} for p in kept]
-    return ImageIndex.from_embeddings(vectors, meta, model=m, metric=metric, index_type=index_type,
-                                      recall=recall, gpu=gpu, seed=seed)
+        sources = kept
+    idx = ImageIndex.from_embeddings(vectors, meta, model=m, metric=metric, index_type=index_type,
+                                     recall=recall, gpu=gpu, seed=seed)
+    idx.build_report = BuildReport(idx.ids, sources, skipped)
+    return idx

@@ -1,10 +1,12 @@
 """``zoo index build|search|add|remove|info`` and ``zoo dedup``: register with :func:`add_parser`."""
 from __future__ import annotations
 
+import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
+
+from zoo.cli import image_inputs, positive_float, positive_int, report_skipped
 
 
 def _print_hits(res, sources):
@@ -18,52 +20,53 @@ def _print_hits(res, sources):
 def _cmd_build(a):
     from zoo.index import build
 
-    work = Path(a.work_dir or f"{a.out}.work")
-    idx = build(a.dir, model=a.model, metric=a.metric, index_type=a.type, recall=a.recall,
-                input_size=a.input_size, batch_size=a.batch_size, work_dir=work, shard_size=a.shard_size)
-    idx.save(a.out)
-    if not a.work_dir:
-        shutil.rmtree(work, ignore_errors=True)
+    idx = build(a.dir, model=a.model, out=a.out, overwrite=a.overwrite, metric=a.metric, index_type=a.type,
+                recall=a.recall, input_size=a.input_size, batch_size=a.batch_size, work_dir=a.work_dir,
+                shard_size=a.shard_size)
+    skipped = idx.build_report.skipped
+    report_skipped(skipped)
     p = idx.plan
     print(f"indexed {len(idx)} images from {a.dir} into {a.out}: {p.spec}, expected recall@10 "
-          f"{p.expected_recall} ({p.reason})")
+          f"{p.expected_recall} ({p.reason})" + (f"; skipped {len(skipped)} unreadable files" if skipped else ""))
     return 0
 
 
 def _cmd_search(a):
     from zoo.index import load
 
+    files = image_inputs(a.images)
     idx = load(a.index)
-    res = idx.search(a.images, k=a.k)
-    kept = [str(s) for s in idx.model.last_sources]
+    r = idx.search(files, k=a.k, batch_size=a.batch_size, return_sources=True)
+    res, kept = r.outputs, [str(s) for s in r.sources]
     if a.json:
         print(json.dumps([{"query": q, "hits": [{"id": int(i), "score": float(s), "metadata": m}
                                                 for i, s, m in zip(ids, sc, me) if i >= 0]}
                           for q, ids, sc, me in zip(kept, res.ids, res.scores, res.metadata)], indent=2))
     else:
         _print_hits(res, kept)
-    return 1 if idx.model.last_skipped else 0
+    report_skipped(r.skipped)
+    return 1 if r.skipped else 0
 
 
 def _cmd_add(a):
-    from zoo.index import load
+    from zoo.index import open_for_update
 
-    idx = load(a.index)
-    new = idx.add(a.images[0] if len(a.images) == 1 and Path(a.images[0]).is_dir() else a.images,
-                  batch_size=a.batch_size)
-    idx.save(a.index)
+    files = image_inputs(a.images)
+    with open_for_update(a.index) as idx:
+        r = idx.add(files, batch_size=a.batch_size, return_sources=True)
+    new = r.outputs
+    report_skipped(r.skipped)
     print(f"added {len(new)} images (ids {int(new.min())}..{int(new.max())}); {len(idx)} in {a.index}"
-          + (f"; skipped {len(idx.model.last_skipped)} unreadable" if idx.model.last_skipped else ""))
+          + (f"; skipped {len(r.skipped)} unreadable" if r.skipped else ""))
     return 0
 
 
 def _cmd_remove(a):
-    from zoo.index import load
+    from zoo.index import open_for_update
 
-    idx = load(a.index)
-    n = idx.remove(a.ids)
-    idx.save(a.index)
-    print(f"removed {n} of {len(a.ids)} ids; {len(idx)} left in {a.index}")
+    with open_for_update(a.index) as idx:
+        n = idx.remove(a.ids)
+    print(f"removed {n} of {len(set(a.ids))} ids; {len(idx)} left in {a.index}")
     return 0 if n == len(set(a.ids)) else 1
 
 
@@ -94,6 +97,23 @@ def _cmd_dedup(a):
     return 0
 
 
+def _recall(text):
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"recall is a fraction in (0, 1], got {text}")
+    return value
+
+
+def _finite(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or abs(value) == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.9, got {text!r}")
+    return value
+
+
 def add_parser(subparsers):
     """Register ``index`` (build|search|add|remove|info) and ``dedup`` on an argparse subparsers object."""
     p = subparsers.add_parser("index", help="similarity search over image collections")
@@ -101,14 +121,15 @@ def add_parser(subparsers):
 
     s = sub.add_parser("build", help="embed a folder of images and index it")
     s.add_argument("dir")
-    s.add_argument("--out", required=True, help="index folder to write, e.g. photos.zidx")
+    s.add_argument("--out", required=True, help="index folder to write, e.g. photos.zidx (checked before embedding)")
+    s.add_argument("--overwrite", action="store_true", help="replace an index already at --out")
     s.add_argument("--model", default="efficientnet_lite0")
-    s.add_argument("--input-size", type=int)
+    s.add_argument("--input-size", type=positive_int)
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2"])
     s.add_argument("--type", default="auto", help="'auto' or a FAISS factory string (Flat, HNSW32, IVF1024,Flat)")
-    s.add_argument("--recall", type=float, default=0.95, help="recall@10 target for 'auto' (default 0.95)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--shard-size", type=int, default=1024, help="images per resumable shard")
+    s.add_argument("--recall", type=_recall, default=0.95, help="recall@10 target for 'auto' (default 0.95)")
+    s.add_argument("--batch-size", type=positive_int, default=64)
+    s.add_argument("--shard-size", type=positive_int, default=1024, help="images per resumable shard")
     s.add_argument("--work-dir", help="keep shards here (default OUT.work, removed on success); "
                                       "re-run the same command to resume an interrupted build")
     s.set_defaults(func=_cmd_build)
@@ -116,14 +137,15 @@ def add_parser(subparsers):
     s = sub.add_parser("search", help="nearest indexed images to query images")
     s.add_argument("index")
     s.add_argument("images", nargs="+")
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("-k", type=positive_int, default=10)
+    s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_search)
 
     s = sub.add_parser("add", help="add image files or a folder to an index")
     s.add_argument("index")
     s.add_argument("images", nargs="+")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--batch-size", type=positive_int, default=64)
     s.set_defaults(func=_cmd_add)
 
     s = sub.add_parser("remove", help="remove items by id")
@@ -139,11 +161,11 @@ def add_parser(subparsers):
     s = subparsers.add_parser("dedup", help="near-duplicate groups in a folder (or a built index)")
     s.add_argument("dir")
     s.add_argument("--model", default="efficientnet_lite0")
-    s.add_argument("--input-size", type=int)
-    s.add_argument("--threshold", type=float, default=0.9, help="cosine similarity to call two images duplicates")
-    s.add_argument("-k", type=int, default=10, help="neighbours examined per image")
+    s.add_argument("--input-size", type=positive_int)
+    s.add_argument("--threshold", type=_finite, default=0.9, help="cosine similarity to call two images duplicates")
+    s.add_argument("-k", type=positive_int, default=10, help="neighbours examined per image")
     s.add_argument("--type", default="auto")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_dedup)
     return p

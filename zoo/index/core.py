@@ -4,11 +4,17 @@ Vectors sit in the FAISS index at positions 0..n-1; ``ids`` maps position -> use
 never reused). ``remove`` marks positions dead and searches skip them; once dead rows pass
 ``COMPACT_FRACTION`` the index is rebuilt from its own stored vectors, so every index type,
 HNSW included, supports removal. Dead rows are saved as such: saving never rebuilds.
+
+Writers: ``save`` refuses (:class:`IndexConflictError`) when another writer saved to the folder
+since this index was loaded from it; :func:`open_for_update` holds the writers' lock from load
+to save, so concurrent updates wait for each other instead (see ``zoo.index.store``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +26,15 @@ from zoo.index.errors import EmbeddingShapeError, IndexConfigError, MetadataErro
 
 log = logging.getLogger(__name__)
 COMPACT_FRACTION = 0.1
+
+
+class BuildReport(NamedTuple):
+    """What :func:`zoo.index.build` indexed: the ``ids`` given, the source (path, or input
+    position) of each, and the ``(source, reason)`` of every input it skipped."""
+
+    ids: np.ndarray
+    sources: list
+    skipped: list
 
 
 class SearchResult(NamedTuple):
@@ -96,6 +111,10 @@ class ImageIndex:
         self._gpu_wanted = gpu_available() if gpu == "auto" else bool(gpu)
         self._gpu_index = None
         self.path: Path | None = None
+        self.build_report: BuildReport | None = None  # set by zoo.index.build
+        self._disk: tuple | None = None   # (real path, uid, generation) this index was loaded from/saved to
+        self._lock = None                 # the writers' lock held by open_for_update
+        self._lock_path: str | None = None
         if model is not None:
             self.model = model
 
@@ -128,6 +147,9 @@ class ImageIndex:
     @classmethod
     def empty(cls, dim: int, *, model=None, metric: str = "cosine") -> "ImageIndex":
         """An exact index with nothing in it yet; ``add`` fills it."""
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise EmbeddingShapeError(f"dim must be a positive integer (the vectors' length); got {dim!r}")
+        dim = int(dim)
         plan = choice.IndexPlan("Flat", 1.0, {}, "empty index: exact search")
         return cls(choice.make(plan, dim, metric), plan, metric,
                    model_info=model_record(model) if model is not None else None, model=model)
@@ -193,6 +215,7 @@ class ImageIndex:
         return {"count": len(self), "dim": self.dim, "metric": self.metric, "index": self.plan.to_dict(),
                 "model": self.model_info, "dead": int((~self._alive).sum()),
                 "gpu": self._gpu_wanted and gpu_available(), "path": str(self.path) if self.path else None,
+                "generation": self._disk[2] if self._disk else None,
                 "suggested": choice.choose(max(len(self), 1), self.dim, self.plan.recall_target or 0.95).spec}
 
     def __repr__(self):
@@ -233,7 +256,8 @@ class ImageIndex:
         q = self._prep(vectors)
         D, P = self._search_live(q, k)
         ok = P >= 0
-        ids = np.where(ok, self._ids[np.maximum(P, 0)], -1)
+        found = self._ids[np.maximum(P, 0)] if len(self._ids) else np.zeros_like(P)  # empty: every row pads
+        ids = np.where(ok, found, -1).astype(np.int64)
         scores = np.where(ok, D if self.metric == "cosine" else np.sqrt(np.maximum(D, 0)), np.nan).astype(np.float32)
         meta = [[dict(self._meta.get(int(i), {})) if i >= 0 else None for i in row] for row in ids]
         return SearchResult(ids, scores, meta)
@@ -264,11 +288,16 @@ class ImageIndex:
             pending, kk = pending[~done], min(n_total, kk * 4)
         return D_out, P_out
 
-    def search(self, images, k: int = 10, batch_size: int = 64, progress: bool = False) -> SearchResult:
-        """Embed ``images`` with the index's model and search. Rows for unreadable files are
-        dropped (``index.model.last_skipped`` says which)."""
-        vectors = self.model.embed(images, batch_size=batch_size, progress=progress)
-        return self.search_embeddings(vectors, k)
+    def search(self, images, k: int = 10, batch_size: int = 64, progress: bool = False,
+               return_sources: bool = False):
+        """Embed ``images`` with the index's model and search; a :class:`SearchResult`.
+
+        Rows for unreadable files are dropped; ``return_sources=True`` returns
+        ``Embedded(outputs=SearchResult, sources, skipped)`` saying which query each row is.
+        """
+        emb = self.model.embed(images, batch_size=batch_size, progress=progress, return_sources=True)
+        res = self.search_embeddings(emb.outputs, k)
+        return emb._replace(outputs=res) if return_sources else res
 
     # ---- add / remove -----------------------------------------------------------------------
     def add_embeddings(self, vectors, metadata=None, ids=None, fingerprint: dict | None = None) -> np.ndarray:
@@ -289,9 +318,14 @@ class ImageIndex:
         self._gpu_index = None
         return ids
 
-    def add(self, images, metadata=None, ids=None, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        """Embed and add ``images`` (any input ``ZooModel.embed`` takes). ``metadata``: one dict per
-        input image; file inputs also get ``{"path": ...}``. Unreadable files are skipped."""
+    def add(self, images, metadata=None, ids=None, batch_size: int = 64, progress: bool = True,
+            return_sources: bool = False):
+        """Embed and add ``images`` (any input ``ZooModel.embed`` takes); returns the new ids.
+
+        ``metadata``: one dict per input image; file inputs also get ``{"path": ...}``. Unreadable
+        files are skipped: ``return_sources=True`` returns ``Embedded(outputs=ids, sources,
+        skipped)`` saying which input each id is and which inputs were skipped, and why.
+        """
         from zoo.images import IMAGE_EXTENSIONS, list_image_files
 
         files = None
@@ -307,10 +341,11 @@ class ImageIndex:
             if files is not None and len(metadata) != len(files):
                 raise MetadataError(f"got {len(metadata)} metadata records for {len(files)} files: "
                                     "pass one dict per file (folders: in sorted path order)")
-        vectors = self.model.embed(images, batch_size=batch_size, progress=progress)
+        emb = self.model.embed(images, batch_size=batch_size, progress=progress, return_sources=True)
+        vectors = emb.outputs
         if files is not None:
             where = {p: i for i, p in enumerate(files)}
-            rows = [where[str(p)] for p in self.model.last_sources]
+            rows = [where[str(p)] for p in emb.sources]
             meta = [{**((metadata[r] or {}) if metadata is not None else {}), "path": files[r]} for r in rows]
         else:
             rows = list(range(len(vectors)))
@@ -319,7 +354,8 @@ class ImageIndex:
             ids = np.asarray(ids, dtype=np.int64).ravel()
             if files is not None and len(ids) == len(files):
                 ids = ids[rows]
-        return self.add_embeddings(vectors, meta, ids)
+        added = self.add_embeddings(vectors, meta, ids)
+        return emb._replace(outputs=added) if return_sources else added
 
     def remove(self, ids) -> int:
         """Remove items by id; returns how many were removed (unknown ids are ignored)."""
@@ -403,12 +439,25 @@ class ImageIndex:
         return sorted(out, key=lambda v: (-len(v), v[0]))
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Write to the folder ``path`` (e.g. ``photos.zidx``) atomically (see ``zoo.index.store``)."""
+    def save(self, path, *, force: bool = False, timeout: float | None = store.LOCK_TIMEOUT) -> Path:
+        """Write to the folder ``path`` (e.g. ``photos.zidx``) atomically (see ``zoo.index.store``).
+
+        Saving back to the folder this index was loaded from (or last saved to) raises
+        :class:`IndexConflictError`, writing nothing, when another writer saved there since;
+        ``force=True`` overwrites their changes. Saving to any other path replaces what is there.
+        Waits up to ``timeout`` s (None: for ever) for another writer's lock, then raises
+        :class:`IndexLockedError`.
+        """
+        target = os.path.realpath(path)
+        expect = self._disk[1:] if self._disk is not None and self._disk[0] == target and not force else None
+        lock = self._lock if self._lock is not None and self._lock_path == target else None
         manifest = {"model": self.model_info, "metric": self.metric, "dim": self.dim, "count": len(self),
                     "dead": int((~self._alive).sum()),
                     "next_id": self._next_id, "index": self.plan.to_dict()}
-        self.path = store.save(path, self._index, manifest, self._ids, self._alive, self._meta)
+        _, uid, generation = store.save(target, self._index, manifest, self._ids, self._alive, self._meta,
+                                        expect=expect, lock=lock, timeout=timeout)
+        self._disk = (target, uid, generation)
+        self.path = Path(path)
         return self.path
 
     @classmethod
@@ -424,7 +473,28 @@ class ImageIndex:
         if model is not None:
             out.model = model
         out.path = Path(path)
+        out._disk = (os.path.realpath(path), doc.get("uid"), int(doc.get("generation", 0)))
         return out
+
+
+@contextlib.contextmanager
+def open_for_update(path, model=None, *, gpu="auto", verify: bool = True,
+                    timeout: float | None = store.LOCK_TIMEOUT):
+    """``with open_for_update("photos.zidx") as idx: idx.add(...)``: load with the writers' lock
+    held, save on a clean exit (nothing is saved when the block raises), then release.
+
+    Other writers wait for the lock (up to ``timeout`` s, then :class:`IndexLockedError`), so
+    concurrent updates are applied one after another and none is lost. Readers never wait.
+    """
+    lock = store.writer_lock(os.path.realpath(path))
+    with store.locked(lock, path, timeout):
+        idx = ImageIndex.load(path, model=model, gpu=gpu, verify=verify)
+        idx._lock, idx._lock_path = lock, os.path.realpath(path)
+        try:
+            yield idx
+            idx.save(path)
+        finally:
+            idx._lock = idx._lock_path = None
 
 
 def _as_matrix(vectors, copy: bool = True) -> np.ndarray:

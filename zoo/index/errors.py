@@ -28,3 +28,15 @@ class EmbeddingShapeError(ZooIndexError, InputShapeError):
 
 class MetadataError(ZooIndexError, ValueError):
     """Metadata that cannot be stored (not JSON-serialisable, wrong length)."""
+
+
+class IndexConflictError(ZooIndexError, RuntimeError):
+    """A save refused because another writer changed the index on disk since it was loaded."""
+
+
+class IndexLockedError(IndexConflictError, TimeoutError):
+    """Another writer held the index's lock for longer than the timeout."""
+
+
+class IndexExistsError(ZooIndexError, FileExistsError):
+    """A build refused because its output path already holds an index."""

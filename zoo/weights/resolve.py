@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from zoo.errors import ChecksumMismatchError, WeightsNotFoundError
@@ -79,6 +78,8 @@ def verify(path: Path, wf: WeightFile) -> Path:
 
 
 def _download(wf: WeightFile, dest: Path, timeout: float = 20.0) -> Path:
+    import urllib.request  # here, not at the top: `zoo list` should not pay for it
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     try:

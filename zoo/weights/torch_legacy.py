@@ -10,6 +10,7 @@ globals a state dict of plain tensors needs; anything else raises
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import struct
 from typing import BinaryIO
@@ -74,49 +75,104 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return key
 
 
-def _load(f: BinaryIO):
+def _unpickle(unpickler: _RestrictedUnpickler, label: str):
+    """Load one pickle; anything but a clean load becomes WeightsFormatError (refusals stay Unsafe)."""
+    try:
+        return unpickler.load()
+    except WeightsFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a parser of untrusted bytes: any failure is a bad file)
+        raise WeightsFormatError(f"not a legacy PyTorch checkpoint ({label}: {type(exc).__name__}: {exc})") from exc
+
+
+def _load(f: BinaryIO, file_size: int):
     def small(label):
-        try:
-            return _RestrictedUnpickler(f).load()
-        except (pickle.UnpicklingError, EOFError) as exc:
-            raise WeightsFormatError(f"not a legacy PyTorch checkpoint ({label}: {exc})") from exc
+        return _unpickle(_RestrictedUnpickler(f), label)
 
     if small("magic") != _MAGIC:
         raise WeightsFormatError("not a legacy PyTorch checkpoint (bad magic number)")
     small("protocol")
     small("sys info")
     main = _RestrictedUnpickler(f)
-    try:
-        state = main.load()
-    except (pickle.UnpicklingError, EOFError) as exc:
-        raise WeightsFormatError(f"corrupt checkpoint body: {exc}") from exc
+    state = _unpickle(main, "state dict")
     keys = small("storage keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise WeightsFormatError("the list of storage keys is malformed")
     buffers = {}
     for key in keys:
-        (count,) = struct.unpack("<q", f.read(8))
+        if key not in main.storages:
+            raise WeightsFormatError(f"storage {key!r} is listed but no tensor declares its type")
+        head = f.read(8)
+        if len(head) != 8:
+            raise WeightsFormatError("checkpoint is truncated")
+        (count,) = struct.unpack("<q", head)
         dtype = main.storages[key]
-        raw = f.read(count * dtype.itemsize)
-        if len(raw) != count * dtype.itemsize:
+        nbytes = count * dtype.itemsize
+        if count < 0 or nbytes > file_size - f.tell():
+            raise WeightsFormatError(f"checkpoint is truncated or corrupt: storage {key!r} claims {count} "
+                                     f"elements, more than the file holds")
+        raw = f.read(nbytes)
+        if len(raw) != nbytes:
             raise WeightsFormatError("checkpoint is truncated")
         buffers[key] = np.frombuffer(raw, dtype=dtype)
     return state, buffers
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _tensor(ref: _TensorRef, buffers: dict) -> np.ndarray:
+    """Copy one tensor out of its storage after checking that every element it reads lies inside."""
+    flat = buffers.get(ref.key) if isinstance(ref.key, str) else None
+    if flat is None:
+        raise WeightsFormatError(f"refers to storage {ref.key!r}, which the file does not hold")
+    shape, stride, offset = ref.shape, ref.stride, ref.offset
+    if not (_is_int(offset) and all(map(_is_int, shape)) and all(map(_is_int, stride))):
+        raise WeightsFormatError(f"has a non-integer shape {shape!r}, stride {stride!r} or offset {offset!r}")
+    if len(shape) != len(stride) or len(shape) > 32:
+        raise WeightsFormatError(f"has shape {shape} but stride {stride}")
+    if offset < 0 or min(shape, default=0) < 0 or min(stride, default=0) < 0:
+        raise WeightsFormatError(f"has a negative shape {shape}, stride {stride} or offset {offset}")
+    numel = int(np.prod([int(d) for d in shape], dtype=object)) if shape else 1
+    if numel == 0:
+        if offset > len(flat):
+            raise WeightsFormatError(f"starts at {offset}, past its storage of {len(flat)} elements")
+        return np.zeros(shape, flat.dtype)
+    last = offset + sum((int(d) - 1) * int(s) for d, s in zip(shape, stride))
+    if last >= len(flat):
+        raise WeightsFormatError(f"with shape {shape}, stride {stride} and offset {offset} reads element "
+                                 f"{last}, past its storage of {len(flat)} elements")
+    if numel > len(flat):
+        raise WeightsFormatError(f"has {numel} elements but its storage only {len(flat)} "
+                                 "(broadcast views are not read)")
+    itemsize = flat.dtype.itemsize
+    return np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(int(d) for d in shape),
+                                           strides=tuple(int(s) * itemsize for s in stride),
+                                           writeable=False).copy()
+
+
 def read_state_dict(path) -> dict[str, np.ndarray]:
-    """Return ``{name: array}`` from a legacy PyTorch ``.pth`` file."""
-    with open(path, "rb") as f:
-        state, buffers = _load(f)
+    """Return ``{name: array}`` from a legacy PyTorch ``.pth`` file.
+
+    Every tensor's shape, stride and offset are checked against its storage before a byte is
+    read, so a crafted file raises :class:`~zoo.errors.WeightsFormatError` (naming the file and
+    the tensor) instead of reading outside the buffer.
+    """
+    try:
+        with open(path, "rb") as f:
+            state, buffers = _load(f, os.fstat(f.fileno()).st_size)
+    except WeightsFormatError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
     if not isinstance(state, dict):
-        raise WeightsFormatError("checkpoint does not hold a state dict")
+        raise WeightsFormatError(f"{path}: checkpoint does not hold a state dict")
     out = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):
-            raise WeightsFormatError(f"entry {name!r} is not a tensor")
-        flat = buffers[ref.key]
-        itemsize = flat.dtype.itemsize
-        out[name] = np.lib.stride_tricks.as_strided(
-            flat[ref.offset:],
-            shape=ref.shape,
-            strides=tuple(s * itemsize for s in ref.stride),
-        ).copy()
+            raise WeightsFormatError(f"{path}: entry {name!r} is not a tensor")
+        try:
+            out[name] = _tensor(ref, buffers)
+        except WeightsFormatError as exc:
+            raise WeightsFormatError(f"{path}: tensor {name!r} {exc}; the file is corrupt or was crafted, "
+                                     "use the original checkpoint") from exc
     return out

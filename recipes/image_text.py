@@ -1,0 +1,582 @@
+"""Image-text (CLIP-style) training: LiT with the CLIP or SigLIP loss, ConSE zero-shot, text search.
+
+```python
+from recipes import image_text
+pairs = image_text.read_pairs("captions.csv", "images/")   # path,caption rows; JSONL; or arrays
+clip = image_text.train(pairs, val, image_model="efficientnet_lite0", mode="lit", loss="clip",
+                        epochs=20, out_dir="runs/clip")
+clip.zero_shot(images, ["sandal", "sneaker"]); clip.evaluate(test_pairs)
+zs = image_text.conse("efficientnet_lite0")              # zero-shot with no image-text training
+image_text.search_text(index, clip, "a white sneaker", k=10)
+```
+
+LiT ("locked image tuning", Zhai et al. 2022): the pretrained image tower is frozen, so its
+embeddings are computed once and every epoch trains only the projection heads (and, with
+``text_layers=N``, the text tower's top N layers, run on cached hidden states of the layers
+below). ``mode="full"`` unfreezes the image tower too (BatchNorm frozen), streaming augmented
+pixels; slow on a CPU. Losses: symmetric InfoNCE with a learnable temperature clamped at 100
+(CLIP, Radford et al. 2021) or the pairwise sigmoid loss (SigLIP, Zhai et al. 2023). Identical
+captions count as positives of each other, not negatives. ``queue=N`` keeps the last N projected
+pairs as extra negatives (MoCo-style) so that a small CPU batch still sees many.
+
+Demo data: Fashion-MNIST with captions generated from class names, synonyms and descriptions
+(:func:`fashion_pairs`); some wordings are held out of training to test generalisation.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import DataError, RecipeError
+from zoo.tasks.image_text import (  # noqa: F401  (the models live in zoo.tasks)
+    DEFAULT_TEMPLATES, ConSE, Head, ImageTextModel, conse, l2,
+)
+
+log = logging.getLogger(__name__)
+MODES, LOSSES = ("lit", "full"), ("clip", "siglip")
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+# ---- data --------------------------------------------------------------------------------------
+@dataclass
+class Pairs:
+    """Images (array or file paths) with one caption each (and optional integer labels)."""
+
+    images: object
+    captions: list
+    labels: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.captions = [str(c).strip() for c in self.captions]
+        if len(self.images) != len(self.captions):
+            raise DataError(f"{len(self.images)} images but {len(self.captions)} captions")
+        if not self.captions:
+            raise DataError("no image-caption pairs")
+        empty = [i for i, c in enumerate(self.captions) if not c]
+        if empty:
+            raise DataError(f"{len(empty)} empty captions (first at row {empty[0]}): give every image a caption")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels)
+            if len(self.labels) != len(self.captions):
+                raise DataError(f"{len(self.labels)} labels for {len(self.captions)} pairs")
+
+    def __len__(self):
+        return len(self.captions)
+
+    def take(self, rows) -> "Pairs":
+        rows = np.asarray(rows, int)
+        imgs = self.images[rows] if isinstance(self.images, np.ndarray) else [self.images[i] for i in rows]
+        return Pairs(imgs, [self.captions[i] for i in rows], None if self.labels is None else self.labels[rows])
+
+
+def _path_key(row: dict, keys) -> str | None:
+    for k in keys:
+        if row.get(k) not in (None, ""):
+            return str(row[k])
+    return None
+
+
+def read_pairs(source, images_dir=None, captions=None, labels=None) -> Pairs:
+    """Image-caption pairs from a CSV (header with ``image``/``path``/``file`` and ``caption``/``text``
+    columns, optional ``label``), a JSONL file (one object per line, same keys), or arrays:
+    ``read_pairs(images, captions=[...])``. Relative paths are taken from ``images_dir`` (default: the
+    file's folder); missing image files are an error that names the first."""
+    if isinstance(source, Pairs):
+        return source
+    if captions is not None:
+        return Pairs(source if isinstance(source, np.ndarray) else list(source), list(captions), labels)
+    p = Path(source)
+    if not p.is_file():
+        raise DataError(f"{p} is not a file: pass a CSV or JSONL of image,caption rows, or arrays with captions=")
+    if p.suffix.lower() == ".csv":
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    elif p.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{p}:{n} is not valid JSON ({exc})") from exc
+    else:
+        raise DataError(f"{p}: pairs are read from .csv or .jsonl files")
+    base = Path(images_dir) if images_dir is not None else p.parent
+    paths, caps, labs = [], [], []
+    for n, row in enumerate(rows, 1):
+        img = _path_key(row, ("image", "path", "file", "filename"))
+        cap = _path_key(row, ("caption", "text"))
+        if img is None or cap is None:
+            raise DataError(f"{p} row {n}: needs an image (column image/path/file) and a caption (caption/text)")
+        paths.append(str(Path(img) if Path(img).is_absolute() else base / img))
+        caps.append(cap)
+        labs.append(row.get("label"))
+    if not paths:
+        raise DataError(f"{p} holds no pairs")
+    missing = [x for x in paths if not Path(x).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(paths)} image files in {p} do not exist (first: {missing[0]}): "
+                        "check images_dir")
+    has_labels = all(v not in (None, "") for v in labs)
+    return Pairs(paths, caps, np.asarray(labs) if has_labels else None)
+
+
+# Fashion-MNIST captions: class -> (phrases used in training captions, phrases held out for testing)
+FASHION_PHRASES = {
+    "T-shirt/top": (["a t-shirt", "a tee", "a top", "a short-sleeved t-shirt", "a plain cotton tee", "a casual top"],
+                    ["a tee shirt", "a crew-neck top"]),
+    "Trouser": (["trousers", "a pair of trousers", "pants", "a pair of pants", "long trousers", "slacks"],
+                ["jeans", "a pair of chinos"]),
+    "Pullover": (["a pullover", "a sweater", "a jumper", "a knitted pullover", "a long-sleeved sweater", "a warm jumper"],
+                 ["a knit sweatshirt", "a woollen jersey"]),
+    "Dress": (["a dress", "a summer dress", "a sleeveless dress", "a long dress", "a frock", "a one-piece dress"],
+              ["a gown", "a sundress"]),
+    "Coat": (["a coat", "a jacket", "an overcoat", "a winter coat", "a buttoned coat", "a long jacket"],
+             ["a parka", "an anorak"]),
+    "Sandal": (["a sandal", "sandals", "an open-toed sandal", "a strappy sandal", "a summer sandal", "a flat sandal"],
+               ["flip-flops", "a beach slipper"]),
+    "Shirt": (["a shirt", "a button-up shirt", "a collared shirt", "a long-sleeved shirt", "a blouse", "a dress shirt"],
+              ["a button-down", "a flannel shirt"]),
+    "Sneaker": (["a sneaker", "sneakers", "a trainer", "a running shoe", "a sports shoe", "a canvas sneaker"],
+                ["athletic shoes", "a tennis shoe"]),
+    "Bag": (["a bag", "a handbag", "a purse", "a tote bag", "a shoulder bag", "a leather bag"],
+            ["a satchel", "a clutch"]),
+    "Ankle boot": (["an ankle boot", "a boot", "boots", "a short boot", "a leather boot", "a heeled boot"],
+                   ["a chelsea boot", "a bootie"]),
+}
+CAPTION_TEMPLATES = ["{}", "a photo of {}.", "a picture of {}.", "a black and white photo of {}.",
+                     "a small photo of {}.", "a product photo of {}.", "this is {}."]
+HELD_OUT_TEMPLATES = ["an image of {}.", "a grayscale picture showing {}."]
+# the plain class names a user would type for zero-shot (not the dataset's "T-shirt/top")
+FASHION_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+
+
+def fashion_captions(labels, held_out: bool = False, seed: int = 0) -> list[str]:
+    """A caption per Fashion-MNIST label: a random phrase of its class in a random template; with
+    ``held_out`` only the wordings (phrases and templates) that training captions never use."""
+    from zoo.data import FASHION_MNIST_CLASSES
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for y in np.asarray(labels, int):
+        train_p, test_p = FASHION_PHRASES[FASHION_MNIST_CLASSES[y]]
+        phrases, templates = (test_p, HELD_OUT_TEMPLATES) if held_out else (train_p, CAPTION_TEMPLATES)
+        out.append(templates[rng.integers(len(templates))].format(phrases[rng.integers(len(phrases))]))
+    return out
+
+
+def fashion_pairs(split: str = "train", classes=None, per_class: int | None = None, held_out: bool = False,
+                  seed: int = 0) -> Pairs:
+    """Fashion-MNIST images with generated captions; ``classes``: class indices to keep (default all);
+    labels are the dataset's class indices."""
+    from zoo import data
+
+    d = data.fashion_mnist(split)
+    if per_class:
+        d = d.subset(per_class=per_class, seed=seed)
+    keep = np.flatnonzero(np.isin(d.labels, list(range(10)) if classes is None else list(classes)))
+    return Pairs(d.images[keep], fashion_captions(d.labels[keep], held_out, seed), d.labels[keep])
+
+
+# ---- losses ------------------------------------------------------------------------------------
+def _positives(ids_a, ids_b):
+    import tensorflow as tf
+
+    return tf.cast(tf.equal(ids_a[:, None], ids_b[None, :]), tf.float32)
+
+
+def clip_loss(image_emb, text_emb, logit_scale, caption_ids=None, image_queue=None, text_queue=None,
+              queue_ids=None):
+    """Symmetric InfoNCE on L2-normalised embeddings (CLIP): the mean of the image->text and
+    text->image cross-entropies of ``exp(min(logit_scale, log 100)) * cosine``.
+
+    ``caption_ids`` (B,): pairs with equal ids are positives of each other (the target spreads over
+    them); without it the diagonal is the only positive. ``image_queue``/``text_queue`` (Q, d) with
+    ``queue_ids`` (Q,) (-1: empty slot, ignored) add earlier pairs as extra candidates.
+    """
+    import tensorflow as tf
+
+    scale = tf.exp(tf.minimum(logit_scale, MAX_LOGIT_SCALE))
+    b = tf.shape(image_emb)[0]
+    ids = tf.range(b) if caption_ids is None else tf.cast(caption_ids, tf.int32)
+    texts, images, cand = text_emb, image_emb, ids
+    valid = tf.ones([b], tf.bool)
+    if text_queue is not None:
+        texts = tf.concat([text_emb, text_queue], 0)
+        images = tf.concat([image_emb, image_queue], 0)
+        q = tf.cast(queue_ids, tf.int32)
+        cand = tf.concat([ids, q], 0)
+        valid = tf.concat([valid, q >= 0], 0)
+    pos = _positives(ids, cand) * tf.cast(valid, tf.float32)[None]
+    target = pos / tf.reduce_sum(pos, 1, keepdims=True)
+    mask = tf.where(valid, 0.0, -1e9)[None]
+
+    def ce(logits):
+        return tf.reduce_mean(tf.reduce_sum(-target * tf.nn.log_softmax(logits + mask, 1), 1))
+    return 0.5 * (ce(scale * tf.matmul(image_emb, texts, transpose_b=True))
+                  + ce(scale * tf.matmul(text_emb, images, transpose_b=True)))
+
+
+def siglip_loss(image_emb, text_emb, logit_scale, logit_bias, caption_ids=None, image_queue=None,
+                text_queue=None, queue_ids=None):
+    """The pairwise sigmoid loss (SigLIP): ``-1/B sum_ij log sigmoid(z_ij (t x_i.y_j + b))``, z = +1 for
+    matching pairs (equal ``caption_ids``), -1 otherwise; ``t = exp(logit_scale)`` (clamped at 100).
+    Queued texts (``queue_ids`` >= 0) are extra pairs for each image."""
+    import tensorflow as tf
+
+    scale = tf.exp(tf.minimum(logit_scale, MAX_LOGIT_SCALE))
+    b = tf.shape(image_emb)[0]
+    ids = tf.range(b) if caption_ids is None else tf.cast(caption_ids, tf.int32)
+    texts, cand, valid = text_emb, ids, tf.ones([b], tf.bool)
+    if text_queue is not None:
+        q = tf.cast(queue_ids, tf.int32)
+        texts, cand = tf.concat([text_emb, text_queue], 0), tf.concat([ids, q], 0)
+        valid = tf.concat([valid, q >= 0], 0)
+    z = 2.0 * _positives(ids, cand) - 1.0
+    logits = scale * tf.matmul(image_emb, texts, transpose_b=True) + logit_bias
+    per = tf.math.log_sigmoid(z * logits) * tf.cast(valid, tf.float32)[None]
+    return -tf.reduce_sum(per) / tf.cast(b, tf.float32)
+
+
+# ---- training ----------------------------------------------------------------------------------
+def _keras_head(in_dim: int, dim: int, kind: str, name: str, seed: int):
+    import keras
+
+    init = keras.initializers.GlorotUniform(seed=seed)
+    if kind == "identity":
+        if in_dim != dim:
+            raise RecipeError(f"an identity head keeps the {in_dim}-d features: pass dim={in_dim}")
+        layer = keras.layers.Dense(dim, kernel_initializer="identity", name=f"{name}_proj", trainable=False)
+        head = keras.Sequential([layer], name=f"{name}_head")
+        head.build((None, in_dim))
+        return head
+    if kind == "linear":
+        layers = [keras.layers.Dense(dim, kernel_initializer=init, name=f"{name}_proj")]
+    elif kind == "mlp":
+        layers = [keras.layers.Dense(max(dim, 512), activation="relu", kernel_initializer=init, name=f"{name}_hidden"),
+                  keras.layers.Dense(dim, kernel_initializer=init, name=f"{name}_proj")]
+    else:
+        raise RecipeError(f"heads must be 'linear', 'mlp' or 'identity' (text only); got {kind!r}")
+    head = keras.Sequential(layers, name=f"{name}_head")
+    head.build((None, in_dim))
+    return head
+
+
+def _numpy_head(head) -> Head:
+    return Head([(l.kernel.numpy(), l.bias.numpy(), "relu" if l.activation.__name__ == "relu" else None)
+                 for l in head.layers])
+
+
+def _cached_embeddings(tower, images, cache_dir, batch_size, progress) -> np.ndarray:
+    """The frozen tower's embeddings of ``images``, computed once (and reused from ``cache_dir``)."""
+    key = None
+    if cache_dir is not None:
+        h = hashlib.sha256(json.dumps(tower.fingerprint(), sort_keys=True).encode())
+        if isinstance(images, np.ndarray):
+            h.update(str(images.shape).encode() + str(images.dtype).encode())
+            h.update(np.ascontiguousarray(images).tobytes())
+        else:
+            h.update("\n".join(map(str, images)).encode())
+        key = Path(cache_dir) / f"emb-{h.hexdigest()[:20]}.npy"
+        if key.is_file():
+            return np.load(key, allow_pickle=False)
+    r = tower.embed(images, batch_size=batch_size, progress=progress, return_sources=True)
+    if r.skipped:
+        raise DataError(f"{len(r.skipped)} training images could not be read (first: {r.skipped[0][0]}: "
+                        f"{r.skipped[0][1]}): remove them from the pairs")
+    if key is not None:
+        from zoo.io import atomic_write
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, r.outputs, allow_pickle=False)
+        atomic_write(key, buf.getvalue())
+    return r.outputs
+
+
+class _TextSide:
+    """Text features for the unique captions: fixed vectors (locked tower) or the top ``layers`` of the
+    tower run on cached hidden states of the layers below (trainable)."""
+
+    def __init__(self, tower, captions: list[str], layers: int):
+        import keras
+        import tensorflow as tf
+
+        self.tower, self.layers = tower, layers
+        if layers == 0:
+            self.fixed = tf.constant(tower.encode(captions))
+            self.variables = []
+            return
+        bb = tower.backbone
+        n = len(bb.transformer_layers)
+        if not 0 < layers <= n:
+            raise RecipeError(f"text_layers must be in 0..{n}; got {layers}")
+        cut = bb.get_layer("embeddings_dropout").output if layers == n else bb.transformer_layers[n - layers - 1].output
+        bottom = keras.Model(bb.input, cut)
+        ids, mask = tower.tokenize(captions)
+        hs = []
+        for s in range(0, len(captions), 256):
+            hs.append(bottom({"token_ids": ids[s:s + 256], "segment_ids": np.zeros_like(ids[s:s + 256]),
+                              "padding_mask": mask[s:s + 256]}, training=False).numpy())
+        self.hidden, self.mask = tf.constant(np.concatenate(hs)), tf.constant(mask)
+        self.top = bb.transformer_layers[n - layers:]
+        for layer in bb.layers:
+            layer.trainable = False
+        for layer in self.top:
+            layer.trainable = True
+        self.variables = [v for layer in self.top for v in layer.trainable_variables]
+
+    def __call__(self, cap_ids, training: bool):
+        import tensorflow as tf
+
+        if self.layers == 0:
+            return tf.gather(self.fixed, cap_ids)
+        uniq, inv = tf.unique(cap_ids)  # run the top layers once per distinct caption in the batch
+        x, m = tf.gather(self.hidden, uniq), tf.gather(self.mask, uniq)
+        for layer in self.top:
+            x = layer(x, padding_mask=m, training=training)
+        mf = tf.cast(m, x.dtype)[..., None]
+        pooled = tf.reduce_sum(x * mf, 1) / tf.maximum(tf.reduce_sum(mf, 1), 1.0)
+        return tf.gather(tf.math.l2_normalize(pooled, -1), inv)
+
+
+def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "minilm", mode: str = "lit",
+          loss: str = "clip", epochs: int = 10, batch_size: int = 256, dim: int = 256, lr: float = 1e-3,
+          weight_decay: float = 1e-4, image_head: str = "linear", text_head: str = "linear", text_layers: int = 0, text_lr: float = 2e-5,
+          queue: int = 0, input_size: int | None = None, augment="light", temperature: float = 0.07,
+          templates=None, seed: int = 0, out_dir=None, cache_dir=None, text_weights=None,
+          progress: bool = True, max_seconds: float | None = None) -> ImageTextModel:
+    """Train an image-text model on ``pairs`` (see :func:`read_pairs`; ``val`` likewise, used to keep the
+    epoch with the lowest validation loss). Returns an :class:`ImageTextModel`; with ``out_dir`` it is
+    saved to ``out_dir/model`` with ``history.json``.
+
+    ``mode``: "lit" (image tower locked, its embeddings cached once; ``cache_dir`` keeps them across
+    runs) or "full" (image tower trained too, BatchNorm frozen, ``augment`` on the pixels).
+    ``loss``: "clip" (symmetric InfoNCE, learnable temperature starting at ``temperature``, clamped
+    at 1/100) or "siglip" (sigmoid loss; t = 10, b = -10 at start as in the paper). ``text_layers``:
+    ``image_head``: "linear" or "mlp"; ``text_head``: "linear", "mlp" or "identity" (the
+    joint space is then the text tower's own, so names and wordings never seen in training keep their
+    meaning; ``dim`` follows the text tower). ``text_layers``: how many top layers of the text tower to train (lr ``text_lr``); 0 locks it. ``queue``: number of
+    earlier pairs kept as extra negatives. ``max_seconds`` stops training early (after a step).
+    """
+    import keras
+    import tensorflow as tf
+
+    import zoo
+    from zoo.model import ZooModel
+    from zoo.text import load_text_tower
+
+    if mode not in MODES:
+        raise RecipeError(f"mode must be one of {MODES}; got {mode!r}")
+    if loss not in LOSSES:
+        raise RecipeError(f"loss must be one of {LOSSES}; got {loss!r}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("dim", dim)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise RecipeError(f"{name} must be a positive integer; got {v!r}")
+    if isinstance(queue, bool) or not isinstance(queue, (int, np.integer)) or queue < 0:
+        raise RecipeError(f"queue must be a non-negative integer; got {queue!r}")
+    pairs = read_pairs(pairs)
+    val = read_pairs(val) if val is not None else None
+    keras.utils.set_random_seed(seed)
+    t0 = time.perf_counter()
+
+    tower = image_model if isinstance(image_model, ZooModel) else zoo.load(image_model, input_size=input_size)
+    text = load_text_tower(text_model, text_weights, shared=text_layers == 0)
+    all_caps = pairs.captions + (val.captions if val is not None else [])
+    uniq = sorted(set(all_caps))
+    where = {c: i for i, c in enumerate(uniq)}
+    cap_ids = np.array([where[c] for c in pairs.captions], np.int32)
+    val_ids = np.array([where[c] for c in val.captions], np.int32) if val is not None else None
+    text_side = _TextSide(text, uniq, int(text_layers))
+
+    if mode == "lit":
+        x_train = _cached_embeddings(tower, pairs.images, cache_dir, 128, progress)
+        x_val = _cached_embeddings(tower, val.images, cache_dir, 128, progress) if val is not None else None
+        body = None
+    else:
+        from zoo.augment import build_augmentation
+        from zoo.data import LabeledImages
+        from zoo.training import unfreeze_backbone
+
+        body = tower  # trained in place: pass a copy if you need the original
+        unfreeze_backbone(body, "all", freeze_bn=True)
+        aug = build_augmentation(augment, seed=seed)
+        as_set = lambda p, ids: LabeledImages(p.images, ids, uniq)  # noqa: E731  (caption id as the "label")
+        x_val = None
+
+    if text_head == "identity":
+        dim = text.dim  # the joint space is the text tower's own
+    ihead = _keras_head(tower.feature_dim, dim, image_head, "image", seed)
+    thead = _keras_head(text.dim, dim, text_head, "text", seed + 1)
+    scale = tf.Variable(math.log(10.0) if loss == "siglip" else math.log(1.0 / temperature), name="logit_scale")
+    bias = tf.Variable(-10.0 if loss == "siglip" else 0.0, name="logit_bias", trainable=loss == "siglip")
+    head_vars = ihead.trainable_variables + thead.trainable_variables + [scale] + ([bias] if loss == "siglip" else [])
+    image_vars = body.embedding_model.trainable_variables if body is not None else []
+    n = len(pairs)
+    steps_per_epoch = max(1, n // batch_size) if n >= batch_size else 1
+    total = epochs * steps_per_epoch
+    from zoo.training import cosine_adamw
+
+    opt = cosine_adamw(lr, total, weight_decay, 0.05)
+    opt_text = cosine_adamw(text_lr, total, 0.0, 0.05) if text_side.variables else None
+    opt_image = cosine_adamw(lr * 0.05, total, weight_decay, 0.05) if image_vars else None
+    qd = int(queue)
+    q_img = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
+    q_txt = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
+    q_ids = tf.Variable(-tf.ones([max(qd, 1)], tf.int32), trainable=False)
+    q_ptr = tf.Variable(0, trainable=False)
+
+    def compute(x, ids, training, use_queue):
+        if body is not None and training:
+            feats = body.embedding_model(x, training=True)
+        else:
+            feats = x
+        zi = tf.math.l2_normalize(ihead(feats, training=training), -1)
+        zt = tf.math.l2_normalize(thead(text_side(ids, training), training=training), -1)
+        kw = dict(image_queue=q_img, text_queue=q_txt, queue_ids=q_ids) if use_queue else {}
+        value = (clip_loss(zi, zt, scale, ids, **kw) if loss == "clip"
+                 else siglip_loss(zi, zt, scale, bias, ids, **kw))
+        return value, zi, zt
+
+    @tf.function
+    def train_step(x, ids):
+        with tf.GradientTape() as tape:
+            value, zi, zt = compute(x, ids, True, qd > 0)
+        groups = [(opt, head_vars)] + ([(opt_text, text_side.variables)] if opt_text else []) \
+            + ([(opt_image, image_vars)] if opt_image else [])
+        grads = tape.gradient(value, [v for _, vs in groups for v in vs])
+        i = 0
+        for o, vs in groups:
+            o.apply_gradients(zip(grads[i:i + len(vs)], vs))
+            i += len(vs)
+        scale.assign(tf.clip_by_value(scale, 0.0, MAX_LOGIT_SCALE))
+        if qd > 0:  # enqueue this batch (ring buffer)
+            b = tf.shape(ids)[0]
+            slots = (q_ptr + tf.range(b)) % qd
+            q_img.scatter_nd_update(slots[:, None], tf.stop_gradient(zi))
+            q_txt.scatter_nd_update(slots[:, None], tf.stop_gradient(zt))
+            q_ids.scatter_nd_update(slots[:, None], ids)
+            q_ptr.assign((q_ptr + b) % qd)
+        return value
+
+    @tf.function
+    def eval_step(x, ids):
+        return compute(x, ids, False, False)[0]
+
+    def val_loss():
+        if val is None:
+            return None
+        if mode == "lit":
+            xs = x_val
+        else:
+            xs = tower.embed(val.images, batch_size=64, progress=False)
+        vals, w = [], []
+        for s in range(0, len(val), batch_size):
+            ids = tf.constant(val_ids[s:s + batch_size])
+            vals.append(float(eval_step(tf.constant(xs[s:s + batch_size]), ids)))
+            w.append(len(ids))
+        return float(np.average(vals, weights=w))
+
+    history = {"loss": [], "val_loss": [], "logit_scale": [], "seconds": []}
+    best, best_state = None, None
+    rng = np.random.default_rng(seed)
+    stopped = False
+    for epoch in range(epochs):
+        te = time.perf_counter()
+        losses = []
+        if mode == "lit":
+            order = rng.permutation(n)
+            batches = ((x_train[order[s:s + batch_size]], cap_ids[order[s:s + batch_size]])
+                       for s in range(0, steps_per_epoch * batch_size, batch_size) if len(order[s:s + batch_size]))
+        else:
+            ds = as_set(pairs, cap_ids).batches(tower.input_size, batch_size, shuffle=True, seed=seed + epoch)
+            if aug is not None:
+                ds = ds.map(lambda a, y: (aug(a, training=True), y))
+            batches = ((a, y) for a, y in ds.take(steps_per_epoch))
+        for x, ids in batches:
+            losses.append(float(train_step(tf.convert_to_tensor(x, tf.float32), tf.cast(ids, tf.int32))))
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                stopped = True
+                break
+        v = val_loss()
+        history["loss"].append(float(np.mean(losses)))
+        history["val_loss"].append(v if v is not None else float("nan"))
+        history["logit_scale"].append(float(scale.numpy()))
+        history["seconds"].append(time.perf_counter() - te)
+        if progress:
+            print(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}"
+                  + (f", val_loss {v:.4f}" if v is not None else "") + f", temperature "
+                  f"{math.exp(-history['logit_scale'][-1]):.4f}, {history['seconds'][-1]:.1f}s", file=sys.stderr)
+        if v is not None and (best is None or v < best):
+            best = v
+            best_state = [w.numpy() for w in head_vars + text_side.variables + image_vars] + [bias.numpy()]
+        if stopped:
+            log.warning("stopped after %.0f s (max_seconds)", time.perf_counter() - t0)
+            break
+    if best_state is not None:
+        for w, val_w in zip(head_vars + text_side.variables + image_vars + [bias], best_state):
+            w.assign(val_w)
+    if text_side.variables:
+        text.changed()
+    if body is not None:
+        body._weights_digest = None
+        body._fns = {}
+
+    model = ImageTextModel(tower, text, _numpy_head(ihead), _numpy_head(thead), float(scale.numpy()),
+                           float(bias.numpy()) if loss == "siglip" else None, loss,
+                           templates=templates or DEFAULT_TEMPLATES, text_trained=bool(text_side.variables),
+                           image_trained=body is not None)
+    model.history = history
+    model.training_config = {"mode": mode, "loss": loss, "epochs": epochs, "batch_size": batch_size, "dim": dim,
+                             "lr": lr, "weight_decay": weight_decay, "image_head": image_head,
+                             "text_head": text_head,
+                             "text_layers": int(text_layers), "queue": qd, "temperature": temperature,
+                             "seed": seed, "pairs": n, "val_pairs": len(val) if val is not None else 0,
+                             "seconds": round(time.perf_counter() - t0, 1), "stopped_early": stopped}
+    if out_dir is not None:
+        out = Path(out_dir)
+        model.save(out / "model")
+        from zoo.io import atomic_write
+
+        atomic_write(out / "history.json", json.dumps(history, indent=2))
+    return model
+
+
+# ---- search and zero-shot helpers --------------------------------------------------------------
+def search_text(index, model, text, k: int = 10):
+    """Search an index built with image-text ``model`` for images matching ``text`` (str or list).
+
+    Refused (``zoo.index.ModelMismatchError``) when the index was built by another model: its
+    fingerprint must name both of ``model``'s towers and heads."""
+    from zoo.index import ModelMismatchError
+
+    if not hasattr(model, "encode_text"):
+        raise ModelMismatchError(f"{getattr(model, 'name', model)!r} has no text tower: text search needs an "
+                                 "image-text model (recipes.image_text.train or conse)")
+    want = (index.model_info or {}).get("fingerprint") or {}
+    if "text_model" not in want:
+        raise ModelMismatchError(f"this index was built with {want.get('model', 'raw vectors')}, which has no text "
+                                 f"tower: rebuild it with the image-text model (zoo.index.build(..., model=clip))")
+    texts = [text] if isinstance(text, str) else list(text)
+    return index.search_embeddings(model.encode_text(texts), k, fingerprint=model.fingerprint())
+
+
+def zero_shot_files(images, class_names, model=None, templates=None):
+    """(sources, probs) for image files or arrays with a saved image-text model folder (``model``) or,
+    by default, the ConSE baseline from EfficientNet-Lite0."""
+    import zoo
+
+    m = zoo.load(model) if model is not None else conse("efficientnet_lite0")
+    if not hasattr(m, "zero_shot"):
+        raise RecipeError(f"{model} is not an image-text model folder (train one with recipes.image_text.train)")
+    r = m.zero_shot(images, class_names, templates, return_sources=True)
+    return r.sources, r.outputs, r.skipped

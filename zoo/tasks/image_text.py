@@ -1,0 +1,445 @@
+"""Image-text dual encoders: a zoo image tower and the text tower in one embedding space.
+
+- :class:`ImageTextModel`: projections trained on image-caption pairs (LiT, "locked image tuning",
+  Zhai et al. 2022; trained by ``recipes.image_text.train``).
+- :class:`ConSE`: zero-shot with no image-text training at all (Norouzi et al. 2014): the ImageNet
+  classifier's top-T probabilities weight the text embeddings of those ImageNet class names.
+
+Both have ``encode_images`` / ``encode_text`` (L2-normalised, same space), ``zero_shot`` (prompt
+ensembling over templates), ``evaluate`` (recall@k both ways, zero-shot accuracy), ``embed`` and
+``fingerprint`` (both towers), so ``zoo.index`` can index with them, and ``save`` / ``zoo.load``.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+from zoo import io as zio
+from zoo.errors import DataError, InputShapeError, SavedModelError
+from zoo.model import Embedded, ZooModel, entry_of
+from zoo.text import TextTower, check_texts, load_text_tower, text_spec
+
+KIND = "image_text"
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "{}")
+IMAGE_WEIGHTS, TEXT_WEIGHTS, HEADS = "image.weights.h5", "text.weights.h5", "heads.npz"
+ACTIVATIONS = {None: lambda x: x, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class Head:
+    """A small MLP kept as numpy arrays: ``[(w, b, activation), ...]`` applied in order."""
+
+    def __init__(self, layers):
+        self.layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32), act) for w, b, act in layers]
+        for _, _, act in self.layers:
+            if act not in ACTIVATIONS:
+                raise SavedModelError(f"unknown head activation {act!r}; known: {[a for a in ACTIVATIONS if a]}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for w, b, act in self.layers:
+            x = ACTIVATIONS[act](x @ w + b)
+        return x
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.layers[0][0].shape[0])
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.layers[-1][0].shape[1])
+
+    def arrays(self, prefix: str) -> dict:
+        out = {}
+        for i, (w, b, _) in enumerate(self.layers):
+            out[f"{prefix}.{i}.w"], out[f"{prefix}.{i}.b"] = w, b
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str, activations: list) -> "Head":
+        return cls([(arrays[f"{prefix}.{i}.w"], arrays[f"{prefix}.{i}.b"], act) for i, act in enumerate(activations)])
+
+    def digest(self, h):
+        for w, b, act in self.layers:
+            h.update(w.tobytes()), h.update(b.tobytes()), h.update(str(act).encode())
+
+
+def _pairs_parts(pairs):
+    """(images, captions, labels or None) from a Pairs-like object or a tuple."""
+    if hasattr(pairs, "images") and hasattr(pairs, "captions"):
+        return pairs.images, list(pairs.captions), getattr(pairs, "labels", None)
+    if isinstance(pairs, (tuple, list)) and len(pairs) in (2, 3):
+        return pairs[0], list(pairs[1]), (pairs[2] if len(pairs) == 3 else None)
+    raise DataError("pairs must be (images, captions[, labels]) or an object with .images and .captions "
+                    "(recipes.image_text.read_pairs)")
+
+
+def _rows_of(sources, images) -> np.ndarray:
+    """Row of the original input that each embedded source is (paths or indices)."""
+    if sources and isinstance(sources[0], (int, np.integer)):
+        return np.asarray(sources, int)
+    where = {str(p): i for i, p in enumerate(images)} if isinstance(images, (list, tuple)) else {}
+    return np.asarray([where.get(str(s), i) for i, s in enumerate(sources)], int)
+
+
+def retrieval_metrics(img: np.ndarray, txt: np.ndarray, cap_ids: np.ndarray, ks=(1, 5, 10), labels=None,
+                      cap_labels=None) -> dict:
+    """Recall@k for L2-normalised image rows and unique-caption rows, ``cap_ids[i]`` the caption of image i.
+
+    image->text: the image's own caption is among the k best of all distinct captions.
+    text->image: one of the images paired with that caption is among the k best images (identical
+    captions are one query). With ``labels`` (per image) and ``cap_labels`` (per caption), also the
+    share of the k best images that have the caption's label (text->image precision@k).
+    """
+    s = img @ txt.T
+    n, u = s.shape
+    own = s[np.arange(n), cap_ids]
+    rank = (s > own[:, None]).sum(1)
+    kmax = min(max(ks), n)
+    top = np.argpartition(-s, kmax - 1, axis=0)[:kmax] if kmax < n else np.arange(n)[:, None].repeat(u, 1)
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 0), axis=0), 0)  # (kmax, U) best first
+    hit = cap_ids[top] == np.arange(u)[None]
+    out = {}
+    for k in ks:
+        out[f"i2t_recall@{k}"] = float((rank < k).mean())
+        out[f"t2i_recall@{k}"] = float(hit[:k].any(0).mean())
+    if labels is not None and cap_labels is not None:
+        same = np.asarray(labels)[top] == np.asarray(cap_labels)[None]
+        for k in ks:
+            out[f"t2i_precision@{k}"] = float(same[:k].mean())
+    return out
+
+
+class DualEncoder:
+    """What ConSE and trained image-text models share: text side, zero-shot, evaluation, index use."""
+
+    kind = KIND
+    method = "dual"
+
+    def __init__(self, image_tower: ZooModel, text_tower: TextTower, templates=DEFAULT_TEMPLATES):
+        self.image_tower = image_tower
+        self.text_tower = text_tower
+        self.templates = list(templates)
+        self.weights_source = None  # the folder it was loaded from / saved to (zoo.index records it)
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"{self.method}:{self.image_tower.entry.full_name}+{self.text_tower.spec.name}"
+
+    @property
+    def input_size(self) -> int:
+        return self.image_tower.input_size
+
+    @property
+    def preprocessing(self):
+        return self.image_tower.preprocessing
+
+    @property
+    def entry(self):
+        return self.image_tower.entry
+
+    def _head_digest(self) -> str:
+        return ""
+
+    def fingerprint(self) -> dict:
+        """What an embedding in the joint space depends on: both towers, the heads, preprocessing."""
+        return {"model": self.name, "weights": self.image_tower.weights_digest(),
+                "preprocessing": self.preprocessing.fingerprint(self.input_size),
+                **self.text_tower.fingerprint(), "heads": self._head_digest()}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name} {self.input_size}px dim={self.feature_dim}>"
+
+    # ---- encoders -------------------------------------------------------------------------
+    def _image_outputs(self, images, batch_size, progress, value_range) -> Embedded:
+        raise NotImplementedError
+
+    def _project_images(self, outputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _project_text(self, t: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode_images(self, images, batch_size: int = 64, progress: bool = False, return_sources: bool = False,
+                      value_range: str = "auto"):
+        """(N, dim) L2-normalised image vectors in the joint space; ``return_sources`` as in ZooModel.embed."""
+        r = self._image_outputs(images, batch_size, progress, value_range)
+        v = l2(self._project_images(r.outputs))
+        return r._replace(outputs=v) if return_sources else v
+
+    def embed(self, images, batch_size: int = 64, normalize: bool = True, progress: bool = True,
+              return_sources: bool = False, value_range: str = "auto"):
+        """``encode_images`` with ZooModel.embed's signature (vectors are always L2-normalised), so that
+        ``zoo.index.build(..., model=this)`` indexes the joint space."""
+        return self.encode_images(images, batch_size, progress, return_sources, value_range)
+
+    def encode_text(self, texts, batch_size: int = 256) -> np.ndarray:
+        """(N, dim) L2-normalised text vectors in the joint space."""
+        return l2(self._project_text(self.text_tower.encode(check_texts(texts), batch_size)))
+
+    def class_embeddings(self, class_names, templates=None) -> np.ndarray:
+        """One vector per class: the normalised mean of its names in every template (prompt ensembling)."""
+        names = check_texts(class_names)
+        templates = list(templates) if templates is not None else self.templates
+        if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
+            raise InputShapeError("templates must be strings with a '{}' where the class name goes, "
+                                  "e.g. ['a photo of a {}.']")
+        e = self.encode_text([t.format(n) for n in names for t in templates]).reshape(len(names), len(templates), -1)
+        return l2(e.mean(1))
+
+    @property
+    def zero_shot_scale(self) -> float:
+        return 100.0
+
+    def zero_shot_embeddings(self, image_vectors: np.ndarray, class_names, templates=None) -> np.ndarray:
+        """Class probabilities for image vectors already in the joint space."""
+        logits = self.zero_shot_scale * (np.asarray(image_vectors) @ self.class_embeddings(class_names, templates).T)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def zero_shot(self, images, class_names, templates=None, batch_size: int = 64, return_sources: bool = False):
+        """(N, len(class_names)) probabilities over the given names: softmax of the scaled cosine
+        between each image and each class's prompt-ensembled text vector."""
+        r = self.encode_images(images, batch_size, return_sources=True)
+        p = self.zero_shot_embeddings(r.outputs, class_names, templates)
+        return r._replace(outputs=p) if return_sources else p
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def evaluate(self, pairs, class_names=None, templates=None, ks=(1, 5, 10), batch_size: int = 64) -> dict:
+        """Recall@k image->text and text->image on ``pairs`` (images, captions[, labels]); with labels,
+        text->image precision@k and, when ``class_names`` are given (or the labels are strings),
+        zero-shot accuracy over those names."""
+        images, captions, labels = _pairs_parts(pairs)
+        r = self.encode_images(images, batch_size, return_sources=True)
+        rows = _rows_of(r.sources, images)
+        captions = [captions[i] for i in rows]
+        uniq, cap_ids = np.unique(np.asarray(captions, dtype=object).astype(str), return_inverse=True)
+        txt = self.encode_text(list(uniq))
+        out = {"n_images": int(len(rows)), "n_captions": int(len(uniq))}
+        lab = None
+        if labels is not None:
+            lab = np.asarray(labels)[rows]
+            cap_labels = np.array([lab[cap_ids == u][0] for u in range(len(uniq))])
+            out.update(retrieval_metrics(r.outputs, txt, cap_ids, ks, lab, cap_labels))
+        else:
+            out.update(retrieval_metrics(r.outputs, txt, cap_ids, ks))
+        if lab is not None and (class_names is not None or lab.dtype.kind in "UO"):
+            names = list(class_names) if class_names is not None else sorted(set(lab.tolist()))
+            y = lab if lab.dtype.kind in "iu" else np.array([names.index(v) for v in lab])
+            pred = self.zero_shot_embeddings(r.outputs, names, templates).argmax(1)
+            out["zero_shot_accuracy"] = float((pred == y).mean())
+        return out
+
+    # ---- persistence ----------------------------------------------------------------------
+    def _text_config(self) -> dict:
+        spec = self.text_tower.spec
+        return {"name": self.text_tower.name, "files": dict(spec.files), "trained": False}
+
+    def _image_config(self) -> dict:
+        t = self.image_tower
+        return {"base_model": t.entry.name, "tag": t.entry.tag, "input_size": t.input_size,
+                "preprocessing": t.preprocessing.to_dict()}
+
+
+class ImageTextModel(DualEncoder):
+    """A zoo image tower and the text tower with trained projection heads (CLIP/SigLIP-style)."""
+
+    method = "lit"
+
+    def __init__(self, image_tower: ZooModel, text_tower: TextTower, image_head: Head, text_head: Head,
+                 logit_scale: float = math.log(1 / 0.07), logit_bias: float | None = None, loss: str = "clip",
+                 templates=DEFAULT_TEMPLATES, text_trained: bool = False, image_trained: bool = False):
+        super().__init__(image_tower, text_tower, templates)
+        if image_head.in_dim != image_tower.feature_dim or text_head.in_dim != text_tower.dim:
+            raise InputShapeError(f"heads take {image_head.in_dim}/{text_head.in_dim} features; the towers make "
+                                  f"{image_tower.feature_dim}/{text_tower.dim}")
+        if image_head.out_dim != text_head.out_dim:
+            raise InputShapeError(f"image head makes {image_head.out_dim}-d vectors, text head {text_head.out_dim}-d")
+        self.image_head, self.text_head = image_head, text_head
+        self.logit_scale, self.logit_bias, self.loss = float(logit_scale), logit_bias, loss
+        self.text_trained, self.image_trained = text_trained, image_trained
+        self.history: dict = {}
+        self.training_config: dict = {}
+
+    @property
+    def feature_dim(self) -> int:
+        return self.image_head.out_dim
+
+    @property
+    def zero_shot_scale(self) -> float:
+        return float(math.exp(self.logit_scale))
+
+    def _head_digest(self) -> str:
+        h = hashlib.sha256()
+        self.image_head.digest(h), self.text_head.digest(h)
+        h.update(np.float64(self.logit_scale).tobytes())
+        return h.hexdigest()[:16]
+
+    def _image_outputs(self, images, batch_size, progress, value_range):
+        return self.image_tower.embed(images, batch_size=batch_size, progress=progress, return_sources=True,
+                                      value_range=value_range)
+
+    def _project_images(self, feats):
+        return self.image_head(feats)
+
+    def _project_text(self, t):
+        return self.text_head(t)
+
+    def save(self, path) -> Path:
+        """A folder: config.json, the image tower's weights, the heads (and the text tower's weights
+        when it was trained; otherwise its files' SHA-256 are recorded and checked on load)."""
+        heads = {**self.image_head.arrays("image"), **self.text_head.arrays("text")}
+        files = {IMAGE_WEIGHTS: self.image_tower.embedding_model.save_weights,
+                 HEADS: lambda p: _savez(p, heads)}
+        text = self._text_config()
+        if self.text_trained:
+            files[TEXT_WEIGHTS] = self.text_tower.backbone.save_weights
+            text["trained"] = True
+        config = {"method": self.method, "image": self._image_config(), "text": text,
+                  "heads": {"image": [a for *_, a in self.image_head.layers], "text": [a for *_, a in self.text_head.layers]},
+                  "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "loss": self.loss,
+                  "templates": self.templates, "image_trained": self.image_trained,
+                  "history": {k: [float(v) for v in vs] for k, vs in self.history.items()},
+                  "training": self.training_config}
+        out = zio.write_folder(path, KIND, config, files)
+        self.weights_source = str(out)
+        return out
+
+
+class ConSE(DualEncoder):
+    """Zero-shot from an ImageNet classifier and the text tower, no image-text training (Norouzi et al.
+    2014): an image's vector is the probability-weighted mean of the text vectors of its top-T ImageNet
+    class names, compared with the class names' text vectors."""
+
+    method = "conse"
+
+    def __init__(self, image_tower: ZooModel, text_tower: TextTower, top_t: int = 10, scale: float = 50.0,
+                 templates=("{}",)):
+        if image_tower.imagenet_model is None:
+            raise InputShapeError(f"ConSE needs an ImageNet classifier; {image_tower.name} at "
+                                  f"{image_tower.input_size}px has no classification head")
+        if isinstance(top_t, bool) or not isinstance(top_t, int) or not 1 <= top_t <= 1000:
+            raise InputShapeError(f"top_t must be an integer in 1..1000; got {top_t!r}")
+        super().__init__(image_tower, text_tower, templates)
+        self.top_t, self.scale = top_t, float(scale)
+        self._label_vectors = None
+
+    @property
+    def feature_dim(self) -> int:
+        return self.text_tower.dim
+
+    @property
+    def zero_shot_scale(self) -> float:
+        return self.scale
+
+    def _head_digest(self) -> str:
+        return f"conse-top{self.top_t}"
+
+    @property
+    def label_vectors(self) -> np.ndarray:
+        """(1000, dim) text vectors of the ImageNet class names."""
+        if self._label_vectors is None:
+            self._label_vectors = self.text_tower.encode(self.image_tower.labels)
+        return self._label_vectors
+
+    def _image_outputs(self, images, batch_size, progress, value_range):
+        return self.image_tower.predict(images, batch_size=batch_size, return_sources=True, value_range=value_range)
+
+    def _project_images(self, probs):
+        probs = np.asarray(probs, np.float32)
+        top = np.argpartition(-probs, self.top_t - 1, axis=1)[:, :self.top_t]
+        w = np.take_along_axis(probs, top, 1)
+        w /= np.maximum(w.sum(1, keepdims=True), 1e-12)
+        return np.einsum("nt,ntd->nd", w, self.label_vectors[top])
+
+    def _project_text(self, t):
+        return t
+
+    def save(self, path) -> Path:
+        """A folder with config only: the image tower comes back from the registry (its weights digest is
+        checked), the text tower from its verified files."""
+        config = {"method": self.method, "image": self._image_config(),
+                  "image_weights": self.image_tower.weights_digest(), "text": self._text_config(),
+                  "top_t": self.top_t, "scale": self.scale, "templates": self.templates}
+        out = zio.write_folder(path, KIND, config, {})
+        self.weights_source = str(out)
+        return out
+
+
+def conse(image_model="efficientnet_lite0", text_model: str = "minilm", input_size: int | None = None,
+          top_t: int = 10, text_weights=None, **kwargs) -> ConSE:
+    """The zero-shot baseline from a registry classifier (name or ZooModel) and the text tower."""
+    import zoo
+
+    tower = image_model if isinstance(image_model, ZooModel) else zoo.load(image_model, input_size=input_size)
+    return ConSE(tower, load_text_tower(text_model, text_weights), top_t=top_t, **kwargs)
+
+
+def _savez(path, arrays: dict):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _text_tower_of(cfg: dict, path: Path, text_weights=None) -> TextTower:
+    zio.require(cfg, path, text=dict)
+    t = cfg["text"]
+    name = t.get("name", "minilm")
+    spec = text_spec(name)
+    if t.get("files") and t["files"] != spec.files:
+        raise SavedModelError(f"{path} was saved with other {spec.name} files ({t['files']}) than this zoo "
+                              f"verifies ({spec.files}): upgrade zoo or re-train")
+    if not t.get("trained"):
+        return load_text_tower(name, text_weights)
+    tower = load_text_tower(name, text_weights, shared=False)
+    tower.backbone.load_weights(path / TEXT_WEIGHTS)
+    tower.changed()
+    return tower
+
+
+def _load(path: Path, cfg: dict, text_weights=None, **_):
+    """zoo.load's loader for image_text folders (``text_weights``: the text tower's folder, if not found)."""
+    zio.require(cfg, path, method=str, image=dict)
+    method = cfg["method"]
+    img = cfg["image"]
+    if method == "conse":
+        import zoo
+
+        zio.require(img, path, base_model=str, input_size=int)
+        tower = zoo.load(entry_of(img, path).full_name, input_size=img["input_size"])
+        if cfg.get("image_weights") and tower.weights_digest() != cfg["image_weights"]:
+            raise SavedModelError(f"{path} records image weights {cfg['image_weights']} but "
+                                  f"{tower.entry.full_name} now has {tower.weights_digest()}: the weight file changed")
+        m = ConSE(tower, _text_tower_of(cfg, path, text_weights), top_t=int(cfg.get("top_t", 10)),
+                  scale=float(cfg.get("scale", 50.0)), templates=cfg.get("templates") or ("{}",))
+    elif method == "lit":
+        zio.require(cfg, path, heads=dict, logit_scale=(int, float))
+        tower = ZooModel(entry_of(img, path), img["input_size"], weights=None)
+        tower.embedding_model.load_weights(path / IMAGE_WEIGHTS)
+        tower.weights_source = str(path)
+        with np.load(path / HEADS, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        heads = cfg["heads"]
+        m = ImageTextModel(tower, _text_tower_of(cfg, path, text_weights),
+                           Head.from_arrays(arrays, "image", heads["image"]),
+                           Head.from_arrays(arrays, "text", heads["text"]),
+                           logit_scale=cfg["logit_scale"], logit_bias=cfg.get("logit_bias"),
+                           loss=cfg.get("loss", "clip"), templates=cfg.get("templates") or DEFAULT_TEMPLATES,
+                           text_trained=bool(cfg["text"].get("trained")), image_trained=bool(cfg.get("image_trained")))
+        m.history = cfg.get("history") or {}
+        m.training_config = cfg.get("training") or {}
+    else:
+        raise SavedModelError(f"{path} holds an image-text model of method {method!r}, which this zoo cannot "
+                              "open (known: lit, conse): upgrade zoo")
+    m.weights_source = str(path)
+    return m
+
+
+zio.register_kind(KIND, _load, module=__name__)

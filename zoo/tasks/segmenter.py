@@ -1,0 +1,300 @@
+"""``Segmenter``: per-pixel classes on a zoo backbone's P2..P5 pyramid.
+
+Two heads:
+
+- ``"unet"``: a U-Net decoder (written here; keras-hub 0.32 has none): from P5 down to P2,
+  each step upsamples (bilinear resize + 3x3 conv, or a stride-2 transposed convolution with
+  ``upsample="transpose"``), concatenates the projected skip and convolves; two light stages
+  on the image itself (stride 2, then full resolution) restore fine boundaries that stride-4
+  features cannot draw.
+- ``"deeplabv3plus"``: keras-hub's ``DeepLabV3Backbone`` (its ASPP ``SpatialPyramidPooling``,
+  low-level projection and fusion) on the zoo backbone, which it accepts as an image encoder
+  exposing ``pyramid_outputs``; ASPP on P4 by default (on small inputs P5 is 4x4, where rates
+  6/12/18 only see padding), low-level features from P2. A 1x1 class convolution follows.
+
+The network maps raw RGB [0, 255] at ``input_size`` to softmax probabilities; images of any
+size are resized to it (plain resize, as in training) and the output goes back to each
+image's own size by bilinear resampling of the probabilities (argmax after).
+"""
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from zoo import images as zimages
+from zoo import io as zio
+from zoo.errors import DataError, RecipeError
+from zoo.layers import Normalize
+from zoo.model import Embedded, Progress, ZooModel, check_batch_size, entry_of, open_folder
+
+log = logging.getLogger(__name__)
+IGNORE = 255  # label of pixels that count for nothing (VOC's border/void)
+HEADS = ("unet", "deeplabv3plus")
+UNET_DEFAULTS = {"filters": [128, 64, 48, 32], "fine_filters": [16, 12], "upsample": "bilinear", "dropout": 0.1}
+DEEPLAB_DEFAULTS = {"aspp_level": "P4", "low_level": "P2", "dilation_rates": [2, 4, 6],
+                    "projection_filters": 48}
+BILINEAR_LIMIT = 40_000_000  # above this many output values, argmax first and resize by nearest
+
+
+def _conv(x, filters, kernel, name, stride=1):
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _up(x, hw, filters, how, name):
+    """Upsample ``x`` to ``hw`` = (h, w) and set ``filters`` channels."""
+    if how == "transpose":
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False, name=f"{name}_tconv")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_tbn")(x)
+        x = keras.layers.ReLU(name=f"{name}_trelu")(x)
+        if tuple(x.shape[1:3]) != tuple(hw):
+            x = keras.layers.Resizing(*hw, interpolation="bilinear", name=f"{name}_fit")(x)
+        return x
+    if how != "bilinear":
+        raise RecipeError(f"upsample must be 'bilinear' or 'transpose', not {how!r}")
+    x = keras.layers.Resizing(*hw, interpolation="bilinear", name=f"{name}_resize")(x)
+    return _conv(x, filters, 1, f"{name}_up")  # the 3x3 fuse conv that follows mixes space
+
+
+def unet_head(pixels, normalized, feats: dict, num_classes: int, cfg: dict):
+    """The U-Net decoder on pyramid ``feats`` (deepest first); returns logits at full size."""
+    levels = sorted(feats, reverse=True)  # P5, P4, P3, P2
+    filters = list(cfg["filters"]) + [cfg["filters"][-1]] * max(0, len(levels) - len(cfg["filters"]))
+    x = _conv(feats[levels[0]], filters[0], 1, f"dec_{levels[0]}")
+    for level, f in zip(levels[1:], filters[1:]):
+        skip = feats[level]
+        x = _up(x, skip.shape[1:3], f, cfg["upsample"], f"dec_{level}")
+        x = keras.layers.Concatenate(name=f"dec_{level}_cat")([x, _conv(skip, f, 1, f"dec_{level}_skip")])
+        x = _conv(x, f, 3, f"dec_{level}_fuse")
+    size = pixels.shape[1:3]
+    half = (-(-size[0] // 2), -(-size[1] // 2))
+    f2, f1 = cfg["fine_filters"]
+    stem2 = _conv(normalized, f2, 3, "fine_s2_stem", stride=2)
+    x = _up(x, half, f2, cfg["upsample"], "fine_s2")
+    x = _conv(keras.layers.Concatenate(name="fine_s2_cat")([x, stem2]), f2, 3, "fine_s2_fuse")
+    stem1 = _conv(normalized, f1, 3, "fine_s1_stem")
+    x = _up(x, size, f1, cfg["upsample"], "fine_s1")
+    x = _conv(keras.layers.Concatenate(name="fine_s1_cat")([x, stem1]), f1, 3, "fine_s1_fuse")
+    if cfg.get("dropout"):
+        x = keras.layers.SpatialDropout2D(cfg["dropout"], name="head_dropout")(x)
+    return keras.layers.Conv2D(num_classes, 1, name="classes", dtype="float32")(x)
+
+
+def deeplab_head(pixels, encoder: keras.Model, num_classes: int, cfg: dict):
+    """keras-hub's DeepLabV3+ on ``encoder`` (a model with ``pyramid_outputs``); logits at full size."""
+    try:
+        from keras_hub.models import DeepLabV3Backbone
+    except ImportError as exc:  # pragma: no cover - keras-hub is a requirement
+        raise RecipeError("head='deeplabv3plus' needs keras-hub: pip install keras-hub") from exc
+    pyr = encoder.pyramid_outputs
+    aspp, low = cfg["aspp_level"], cfg["low_level"]
+    for key in (aspp, low):
+        if key not in pyr:
+            raise RecipeError(f"this backbone has no {key} level (it has {sorted(pyr)}): choose aspp_level/low_level")
+    ratio = pyr[low].shape[1] / pyr[aspp].shape[1]
+    if ratio != int(ratio) or pyr[low].shape[1] * 2 ** int(low[1]) != pixels.shape[1]:
+        raise RecipeError(f"DeepLabV3+ needs pyramid sizes that are exact powers of two of the input "
+                          f"({pixels.shape[1]} px gives {low} {pyr[low].shape[1]}, {aspp} {pyr[aspp].shape[1]}): "
+                          "use an input size divisible by 32 or head='unet'")
+    net = DeepLabV3Backbone(image_encoder=encoder, spatial_pyramid_pooling_key=aspp, upsampling_size=int(ratio),
+                            dilation_rates=list(cfg["dilation_rates"]), low_level_feature_key=low,
+                            projection_filters=int(cfg["projection_filters"]),
+                            image_shape=tuple(pixels.shape[1:]), name="deeplabv3plus")
+    x = net(pixels)
+    return keras.layers.Conv2D(num_classes, 1, name="classes", dtype="float32")(x)
+
+
+class Segmenter(ZooModel):
+    """A backbone with a segmentation head; ``segment`` returns class maps at each image's size."""
+
+    kind = "segmenter"
+
+    def __init__(self, backbone: ZooModel, class_names, head: str = "unet", head_config: dict | None = None):
+        if head not in HEADS:
+            raise RecipeError(f"head must be one of {HEADS}, not {head!r}")
+        self.__dict__.update({k: v for k, v in backbone.__dict__.items() if k != "_fns"})
+        self._fns = {}
+        self.class_names = [str(c) for c in class_names]
+        if len(self.class_names) < 2:
+            raise RecipeError("a segmenter needs at least two classes (e.g. background and one object)")
+        self.head = head
+        self.head_config = {**(UNET_DEFAULTS if head == "unet" else DEEPLAB_DEFAULTS), **(head_config or {})}
+        self.history: dict = {}
+        self.training_config: dict = {}
+        p = self.preprocessing
+        pixels = keras.Input((self.input_size, self.input_size, 3), name="pixels")
+        normalized = Normalize(p.mean, p.std, p.channel_order, name="normalize")(pixels)
+        n = len(self.class_names)
+        if head == "unet":
+            feats = self.feature_network(normalized)
+            logits = unet_head(pixels, normalized, {k: feats[k] for k in self.pyramid_levels}, n, self.head_config)
+        else:
+            raw = keras.Input((self.input_size, self.input_size, 3), name="encoder_pixels")
+            feats = self.feature_network(Normalize(p.mean, p.std, p.channel_order, name="encoder_normalize")(raw))
+            encoder = keras.Model(raw, {k: feats[k] for k in self.pyramid_levels}, name="encoder")
+            encoder.pyramid_outputs = {k: feats[k] for k in self.pyramid_levels}
+            logits = deeplab_head(pixels, encoder, n, self.head_config)
+        probs = keras.layers.Softmax(name="probs", dtype="float32")(logits)
+        self.segmentation_model = keras.Model(pixels, probs, name=f"{self.name}_{head}")
+        self.imagenet_model = None
+
+    @property
+    def keras_model(self):
+        return self.segmentation_model
+
+    @property
+    def labels(self):
+        return self.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __repr__(self):
+        return f"<Segmenter {self.head} on {self.entry.full_name} {self.input_size}px, {self.num_classes} classes>"
+
+    # ---- inference --------------------------------------------------------------------------
+    def segment(self, images, probs: bool = False, batch_size: int = 16, return_sources: bool = False,
+                value_range: str = "auto", progress: bool = True):
+        """Per image, an (H, W) int32 class map in that image's own size, or with ``probs=True``
+        (H, W, C) float32 probabilities. ``images``: anything :func:`zoo.images.batches` takes."""
+        check_batch_size(batch_size)
+        images = _materialize(images)
+        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation,
+                              value_range=value_range)
+        fn = self._fn("segment", self.segmentation_model)
+        bar = Progress(len(src.sources) or None, "segment", progress)
+        outs, order = [], []
+        for batch in src.dataset:
+            if isinstance(batch, tuple):
+                idx, batch = batch
+                order.extend(int(i) for i in idx.numpy())
+            p = fn(batch).numpy()
+            outs.extend(p)
+            bar.update(len(p))
+        bar.close()
+        sources = [src.sources[i] for i in order] if order else list(src.sources)
+        skipped = list(src.skipped)
+        if not outs:
+            raise zimages.ImageError(f"none of the images could be read{': ' + skipped[0][1] if skipped else ''}")
+        shapes = [_original_shape(images, s) for s in sources]
+        result = [_to_size(p, hw, probs) for p, hw in zip(outs, shapes)]
+        return Embedded(result, sources, skipped) if return_sources else result
+
+    def predict(self, images, batch_size: int = 16, return_sources: bool = False, value_range: str = "auto"):
+        """(N, S, S, C) probabilities at the network's own size (``input_size``)."""
+        r = self._run("segment", self.segmentation_model, images, batch_size, value_range=value_range)
+        return r if return_sources else r.outputs
+
+    def evaluate(self, data, batch_size: int = 16, progress: bool = True) -> dict:
+        """``{"mIoU", "pixel_accuracy", "per_class_iou", "confusion_matrix", "n"}`` on ``data``:
+        an object with ``.images`` and ``.masks`` (demo scenes, ``read_masks``) or an
+        ``(images, masks)`` pair. Predictions are compared at each mask's own size; pixels
+        labelled 255 are ignored. mIoU averages the classes present in truth or prediction."""
+        imgs, masks = _images_and_masks(data)
+        if len(imgs) != len(masks):
+            raise DataError(f"{len(imgs)} images but {len(masks)} masks")
+        metric = keras.metrics.MeanIoU(self.num_classes, ignore_class=IGNORE)
+        for start in range(0, len(masks), 256):
+            chunk = imgs[start:start + 256]
+            maps = self.segment(chunk, batch_size=batch_size, progress=progress)
+            for m, y in zip(maps, masks[start:start + 256]):
+                y = np.asarray(y)
+                if y.shape != m.shape:
+                    raise DataError(f"mask {start} is {y.shape} but its image is {m.shape}: masks must match their images")
+                bad = (y >= self.num_classes) & (y != IGNORE)
+                if bad.any():
+                    raise DataError(f"mask {start} holds label {int(y[bad].max())}, beyond the model's "
+                                    f"{self.num_classes} classes (and not the ignore label {IGNORE})")
+                metric.update_state(y.ravel(), m.ravel())
+        return miou_report(metric, self.class_names) | {"n": int(len(masks))}
+
+    # ---- persistence ------------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {"labels": self.class_names, "head": {"type": self.head, **self.head_config},
+                "ignore_label": IGNORE,
+                "history": {k: [float(v) for v in vs] for k, vs in self.history.items()},
+                "training": {k: v for k, v in self.training_config.items()
+                             if isinstance(v, (str, int, float, bool, type(None), list, dict))}}
+
+    @classmethod
+    def _from_folder(cls, path, cfg) -> "Segmenter":
+        zio.require(cfg, path, labels=list, head=dict)
+        head = dict(cfg["head"])
+        kind = head.pop("type", "unet")
+        if kind not in HEADS:
+            raise zio.SavedModelError(f"{path}: unknown segmentation head {kind!r}: upgrade zoo")
+        seg = cls(ZooModel(entry_of(cfg, path), cfg["input_size"], weights=None), cfg["labels"], kind, head)
+        seg.history = cfg.get("history") or {}
+        seg.training_config = cfg.get("training") or {}
+        return seg
+
+
+def miou_report(metric: keras.metrics.MeanIoU, class_names) -> dict:
+    """mIoU, pixel accuracy and per-class IoU from a MeanIoU metric's confusion matrix."""
+    cm = np.asarray(metric.total_cm.numpy(), np.int64)
+    inter = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - inter
+    present = union > 0
+    iou = np.where(present, inter / np.maximum(union, 1), np.nan)
+    return {"mIoU": float(metric.result().numpy()), "pixel_accuracy": float(inter.sum() / max(cm.sum(), 1)),
+            "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
+            "confusion_matrix": cm}
+
+
+def _images_and_masks(data):
+    if isinstance(data, tuple) and len(data) == 2:
+        return data
+    if hasattr(data, "images") and hasattr(data, "masks"):
+        return data.images, data.masks
+    raise DataError(f"cannot evaluate on {type(data).__name__}: pass an object with .images and .masks "
+                    "(demo scenes, recipes.segmentation.read_masks) or an (images, masks) pair")
+
+
+def _materialize(images):
+    """A tf.data.Dataset becomes a list of arrays (its images' sizes are needed to map masks back)."""
+    if isinstance(images, tf.data.Dataset):
+        spec = images.element_spec
+        ds = images.map(lambda x, *_: x) if isinstance(spec, tuple) else images
+        out = []
+        for x in ds:
+            x = x.numpy()
+            out.extend(list(x) if x.ndim == 4 else [x])
+        return out
+    return images
+
+
+def _original_shape(images, source) -> tuple[int, int]:
+    """(H, W) of the input that ``source`` (an index or a path) names."""
+    if isinstance(source, (int, np.integer)):
+        if isinstance(images, np.ndarray):
+            a = zimages.as_image_array(images) if images.ndim != 4 else images
+            return int(a.shape[1]), int(a.shape[2])
+        x = images[int(source)] if isinstance(images, (list, tuple)) else images
+        if isinstance(x, Image.Image):
+            return x.size[1], x.size[0]
+        return int(np.shape(x)[0]), int(np.shape(x)[1])
+    with Image.open(source) as im:
+        w, h = im.size
+        if im.format == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            w, h = h, w  # EXIF rotation by 90 degrees, applied when read
+    return h, w
+
+
+def _to_size(p: np.ndarray, hw, probs: bool) -> np.ndarray:
+    """Probabilities (S, S, C) at the network's size -> class map or probabilities at ``hw``."""
+    h, w = hw
+    if p.shape[:2] == (h, w):
+        return p if probs else p.argmax(-1).astype(np.int32)
+    if probs or h * w * p.shape[-1] <= BILINEAR_LIMIT:
+        q = tf.image.resize(p, (h, w), method="bilinear").numpy()
+        return q if probs else q.argmax(-1).astype(np.int32)
+    return zimages.resize_mask(p.argmax(-1).astype(np.int32), (h, w))
+
+
+zio.register_kind("segmenter", open_folder(Segmenter))
