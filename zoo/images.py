@@ -305,6 +305,8 @@ def dataset_scale(ds: tf.data.Dataset, value_range: str = "auto", peek: int = 16
     top = None
     for el in ds.take(peek):
         x = el[0] if isinstance(el, tuple) else el
+        if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(x, tf.float32)))):
+            raise InputShapeError("images contain NaN or infinite values")
         m = float(tf.reduce_max(x))
         top = m if top is None else max(top, m)
     return pixel_scale(dtype, top, value_range)

@@ -173,14 +173,20 @@ class ZooModel:
         total = len(src.sources) or None
         bar = Progress(total, key, progress)
         outs, seen = [], []
-        for batch in src.dataset:
-            if isinstance(batch, tuple):
-                idx, batch = batch
-                seen.append(idx.numpy())
-            y = fn(batch)
-            outs.append(tf.nest.map_structure(lambda t: t.numpy(), y))
-            bar.update(int(batch.shape[0]))
-        bar.close()
+        try:
+            for batch in src.dataset:
+                if isinstance(batch, tuple):
+                    idx, batch = batch
+                    seen.append(idx.numpy())
+                y = fn(batch)
+                outs.append(tf.nest.map_structure(lambda t: t.numpy(), y))
+                bar.update(int(batch.shape[0]))
+        except tf.errors.InvalidArgumentError as exc:
+            if "NaN or infinite" in str(exc):
+                raise InputShapeError("images contain NaN or infinite values") from None
+            raise
+        finally:
+            bar.close()
         sources, skipped = list(src.sources), list(src.skipped)
         if seen:
             got = np.concatenate(seen)
