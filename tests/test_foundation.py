@@ -219,3 +219,10 @@ def test_registry_keys_name_and_tag_and_custom_entries_keep_builtins():
         unregister("efficientnet_lite0.simclr_fmnist")
     with pytest.raises(zoo.UnknownModelError, match="Did you mean: resnet50"):
         zoo.get_entry("resnet5O")
+
+
+def test_float_tiff_in_0_1_reads_as_the_same_picture(tmp_path):
+    gray = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(gray, mode="F").save(tmp_path / "f.tif")
+    img = zimages.read_image(tmp_path / "f.tif")
+    np.testing.assert_allclose(img[..., 0], gray * 255.0, atol=1e-3)

@@ -1,5 +1,7 @@
 """Every registry entry, random-init at a tiny size: builds, embeds with the declared
-feature dim, gives a P2..P5 pyramid, fine-tunes one step, saves and reloads identically."""
+feature dim and gives a P2..P5 pyramid. The smallest entry of each family also fine-tunes a
+step, saves and reloads identically (the rest of a family shares its code path; doing this
+for the 200M-parameter entries cost most of the suite's time)."""
 import keras
 import numpy as np
 import pytest
@@ -14,10 +16,23 @@ def _params(name):
     return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in zoo.list_models()]
 
 
+def _smallest_per_family():
+    best = {}
+    for n in zoo.list_models():
+        e = get_entry(n)
+        if e.family not in best or e.params_m < get_entry(best[e.family]).params_m:
+            best[e.family] = n
+    return sorted(best.values())
+
+
+def _size(entry):
+    return 64 if entry.min_input_size <= 32 else 139  # valid-padding nets need more
+
+
 @pytest.mark.parametrize("name", _params(None))
 def test_entry_harness(name, tmp_path, rng):
     entry = get_entry(name)
-    size = 64 if entry.min_input_size <= 32 else 139  # valid-padding nets need more
+    size = _size(entry)
     m = zoo.load(name, weights=None, input_size=size)
     if entry.family != "vgg":  # VGG's dense head depends on the input size
         assert m.keras_model.count_params() / 1e6 == pytest.approx(entry.params_m, abs=0.01)
@@ -32,7 +47,13 @@ def test_entry_harness(name, tmp_path, rng):
         h = feats[level].shape[1]  # valid padding (Inception, Xception) shrinks a little more
         assert size / stride / 1.35 - 1 <= h <= size / stride + 1, (level, feats[level].shape)
     assert feats["P5"].shape[-1] == entry.feature_dim
+    keras.backend.clear_session()
 
+
+@pytest.mark.parametrize("name", _smallest_per_family())
+def test_family_finetunes_saves_and_reloads(name, tmp_path, rng):
+    m = zoo.load(name, weights=None, input_size=_size(get_entry(name)))
+    x = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
     y = np.array([0, 1, 0, 1])
     clf = m.finetune((rng.integers(0, 256, (4, 32, 32), dtype=np.uint8), y), epochs=1, head_epochs=1,
                      batch_size=4, val_fraction=0, augment="none", verbose=0, run_eagerly=True)

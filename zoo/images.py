@@ -120,10 +120,13 @@ def _as_image(a: np.ndarray) -> np.ndarray:
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:
-    """PIL image to uint8/uint16 array with 1, 3 or 4 channels, EXIF orientation applied."""
+    """PIL image to a uint8/uint16 (float32 for mode "F") array with 1, 3 or 4 channels, EXIF
+    orientation applied."""
     from PIL import ImageOps
 
     im = ImageOps.exif_transpose(im)
+    if im.mode == "F":  # 32-bit float (TIFF): keep the values; their range is read like arrays'
+        return np.asarray(im, np.float32)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im)
         return (a.astype(np.uint16) if a.max() > 255 else a.astype(np.uint8)) if im.mode != "I" \
