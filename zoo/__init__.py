@@ -11,7 +11,8 @@ import re as _re
 import sys as _sys
 import tempfile as _tempfile
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if not _os.environ.get("TF_CPP_MIN_LOG_LEVEL"):  # TensorFlow's C++ logs: warnings and errors only
+    _os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
 __version__ = "0.1.0"
 
@@ -125,6 +126,7 @@ class _QuietLoader:
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        _QuietTensorFlowFinder.uninstall()
         real = self._loader
         module.__loader__ = real
         if getattr(module, "__spec__", None) is not None:
@@ -140,14 +142,20 @@ class _QuietLoader:
 
 
 class _QuietTensorFlowFinder:
-    """A one-shot ``sys.meta_path`` finder: wraps the loader of the first ``import tensorflow``."""
+    """A ``sys.meta_path`` finder that wraps the loader of ``tensorflow``; it steps aside once
+    TensorFlow is executed (a mere ``find_spec`` probe leaves it in place)."""
+
+    _busy = False
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or cls._busy:
             return None
-        cls.uninstall()
-        spec = _importlib_util.find_spec(name)
+        cls._busy = True
+        try:
+            spec = _importlib_util.find_spec(name)  # the other finders' answer
+        finally:
+            cls._busy = False
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec

@@ -121,9 +121,10 @@ def image_inputs(paths) -> list[str]:
     return files
 
 
-def report_skipped(skipped, stream=sys.stderr):
+def report_skipped(skipped):
+    """One stderr line per input a call skipped, naming it and why."""
     for src, reason in skipped:
-        print(f"skipped {src}: {reason}" if str(src) not in str(reason) else f"skipped {reason}", file=stream)
+        print(f"skipped {src}: {reason}" if str(src) not in str(reason) else f"skipped {reason}", file=sys.stderr)
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -205,12 +206,14 @@ def _cmd_finetune(a):
     out = output_dir(a.out)
     import zoo
     from zoo import data
-    from zoo.errors import DataError
+    from zoo.errors import DataError, NoSplitError
 
     train = data.load(a.data, "train")
     try:
         test, test_what = data.load(a.data, "test"), f"the test split of {a.data}"
-    except DataError:  # NoSplitError: a folder without test/ (or a source without a test split)
+    except DataError as exc:  # a folder without test/, or a tensorflow-datasets set without one
+        if not isinstance(exc, NoSplitError) and not str(a.data).startswith("tfds:"):
+            raise
         train, test, note = _held_out_test(train, a)
         print(f"{a.data} has no test split: {note}")
         test_what = "held out before training"
@@ -388,6 +391,12 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `zoo list | head`: the reader left; say nothing more
+        try:  # (and keep Python from complaining when it flushes stdout at exit)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_ERROR
     except (ZooError, OSError) as exc:
         if debug:
             traceback.print_exc()

@@ -20,6 +20,7 @@ def _print_hits(res, sources):
 def _cmd_build(a):
     from zoo.index import build
 
+    image_inputs([a.dir])  # a missing or empty folder is named before the model loads
     idx = build(a.dir, model=a.model, out=a.out, overwrite=a.overwrite, metric=a.metric, index_type=a.type,
                 recall=a.recall, input_size=a.input_size, batch_size=a.batch_size, work_dir=a.work_dir,
                 shard_size=a.shard_size)
@@ -84,6 +85,7 @@ def _cmd_dedup(a):
     if Path(a.dir, "manifest.json").is_file():
         idx = load(a.dir)
     else:
+        image_inputs([a.dir])
         idx = build(a.dir, model=a.model, input_size=a.input_size, batch_size=a.batch_size, index_type=a.type)
     groups = idx.duplicates(threshold=a.threshold, k=a.k)
     paths = [[(m or {}).get("path", str(i)) for i, m in zip(g, idx.metadata(g))] for g in groups]

@@ -180,7 +180,7 @@ def check_manifest(doc, mpath: Path) -> dict:
             raise IndexFormatError(f"{where}: files.{key} has no valid size and SHA-256: rebuild the index")
     if "versions" in doc and not isinstance(doc["versions"], dict):
         raise IndexFormatError(f"{where}: 'versions' must be an object: rebuild the index")
-    if doc["format_version"] >= 2:
+    if doc.get("format_version", 1) >= 2:
         _check_fields(where, doc, {"uid": str, "generation": int})
     return doc
 
