@@ -20,6 +20,6 @@ setup(
         "faces": ["mtcnn"],
         "test": ["pytest>=8"],
     },
-    entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
+    entry_points={"console_scripts": ["zoo=recipes.cli:main"]},
     license="Apache-2.0",
 )
