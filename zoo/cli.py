@@ -152,7 +152,7 @@ def _cmd_classify(a):
     import zoo
 
     files = image_inputs(a.images)
-    m = zoo.load(a.model)
+    m = zoo.load(a.model, runtime=a.runtime)
     r = m.classify(files, top_k=a.top_k, batch_size=a.batch_size, return_sources=True)
     for src, top in zip(r.sources, r.outputs):
         print(src)
@@ -169,7 +169,7 @@ def _cmd_embed(a):
     import zoo
 
     files = image_inputs([a.dir])
-    m = zoo.load(a.model, input_size=a.input_size)
+    m = zoo.load(a.model, input_size=a.input_size, runtime=a.runtime)
     r = m.embed(files, batch_size=a.batch_size, normalize=a.normalize, return_sources=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
     try:
@@ -317,6 +317,8 @@ def build_parser(plugins=(), command: str | None = None):
     s.add_argument("--model", default="efficientnet_lite0")
     s.add_argument("-k", "--top-k", type=positive_int, default=5)
     s.add_argument("--batch-size", type=positive_int, default=64)
+    s.add_argument("--runtime", choices=["tensorflow", "tflite", "onnxruntime"], default="tensorflow",
+                   help="inference runtime (tflite/onnxruntime: converted once, cached; see bench/runtimes.py)")
     s.set_defaults(func=_cmd_classify)
 
     s = sub.add_parser("embed", help="embed every image under a folder into an .npz file")
@@ -326,6 +328,8 @@ def build_parser(plugins=(), command: str | None = None):
     s.add_argument("--input-size", type=positive_int)
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    s.add_argument("--runtime", choices=["tensorflow", "tflite", "onnxruntime"], default="tensorflow",
+                   help="inference runtime (tflite/onnxruntime: converted once, cached; see bench/runtimes.py)")
     s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("finetune", help="fine-tune a model on labelled data and save it")

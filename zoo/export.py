@@ -36,6 +36,7 @@ deployment domain). SavedModel exports are float32 only.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ import os
 import shutil
 import sys
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,10 +81,12 @@ def pixel_input(size: int, dtype: str = "uint8", name: str = "images"):
     import keras
 
     raw = keras.Input((size, size, 3), dtype=dtype, name=name)
-    return raw, _ToFloat(name=f"{name}_to_float")(raw)
+    return raw, _layers().ToFloat(name=f"{name}_to_float")(raw)
 
 
-def _layer_cls():
+@functools.cache
+def _layers():
+    """The export layers, defined on first use so that importing this module does not import Keras."""
     import keras
 
     class ToFloat(keras.layers.Layer):
@@ -148,24 +152,8 @@ def _layer_cls():
             thr = np.inf if self.threshold is None else float(self.threshold)
             return {"score": s, "same": keras.ops.greater_equal(s, thr)}
 
-    return ToFloat, FewShotHead, L2Normalize, PairScore
-
-
-class _Lazy:
-    """Layer classes defined on first use, so importing this module does not import Keras."""
-
-    def __init__(self, i):
-        self.i = i
-
-    def __call__(self, *a, **kw):
-        global _LAYERS
-        if _LAYERS is None:
-            _LAYERS = _layer_cls()
-        return _LAYERS[self.i](*a, **kw)
-
-
-_LAYERS = None
-_ToFloat, _FewShotHead, _L2Normalize, _PairScore = (_Lazy(i) for i in range(4))
+    return types.SimpleNamespace(ToFloat=ToFloat, FewShotHead=FewShotHead, L2Normalize=L2Normalize,
+                                 PairScore=PairScore)
 
 
 # ---- signatures of the built-in kinds --------------------------------------------------------
@@ -180,7 +168,8 @@ def _backbone_trunk(m):
         outs["probabilities"] = m.network.output
     inner = keras.Model(m.network.input, outs, name=f"{m.name}_trunk")
     p = m.preprocessing
-    return lambda x: inner(Normalize(p.mean, p.std, p.channel_order, name="normalize")(x))
+    norm = Normalize(p.mean, p.std, p.channel_order, name="normalize")
+    return lambda x: inner(norm(x))
 
 
 def _model_meta(m, kind: str) -> dict:
@@ -230,8 +219,8 @@ def fewshot_signature(knn, input_dtype: str = "uint8") -> Signature:
         labels = np.arange(n_cls)
     else:
         labels = knn._y
-    head = _FewShotHead(s, labels, n_cls, knn.mean_, knn.mode, knn.metric, knn.k_, knn.power, knn.temperature,
-                        knn.unknown_threshold, name="fewshot_head")
+    head = _layers().FewShotHead(s, labels, n_cls, knn.mean_, knn.mode, knn.metric, knn.k_, knn.power,
+                                 knn.temperature, knn.unknown_threshold, name="fewshot_head")
     raw, x = pixel_input(m.input_size, input_dtype)
     model = keras.Model(raw, head(_backbone_trunk(_without_head(m))(x)["embedding"]), name="fewshot_export")
     meta = {**_model_meta(m, "fewshot"), "labels": [_jsonable(c) for c in knn.classes_],
@@ -248,7 +237,7 @@ def verifier_signature(v, input_dtype: str = "uint8", pair: bool = False) -> Sig
     if m is None:
         raise ExportError("this verifier has no model (it takes embeddings): create it with model=... to export")
     trunk = _backbone_trunk(_without_head(m))
-    norm = _L2Normalize(v.head, name="verifier_embedding")
+    norm = _layers().L2Normalize(v.head, name="verifier_embedding")
     meta = {**_model_meta(m, "verifier"), "threshold": v.threshold, "calibration": _jsonable(v.calibration),
             "score": "cosine of the two images' embeddings (dot product of the L2-normalised outputs)"}
     if v.face is not None:
@@ -259,7 +248,8 @@ def verifier_signature(v, input_dtype: str = "uint8", pair: bool = False) -> Sig
         return Signature(keras.Model(raw, {"embedding": norm(trunk(x)["embedding"])}, name="verifier_export"), meta)
     ra, xa = pixel_input(m.input_size, input_dtype, "images_a")
     rb, xb = pixel_input(m.input_size, input_dtype, "images_b")
-    out = _PairScore(v.threshold, name="pair_score")(norm(trunk(xa)["embedding"]), norm(trunk(xb)["embedding"]))
+    out = _layers().PairScore(v.threshold, name="pair_score")(norm(trunk(xa)["embedding"]),
+                                                              norm(trunk(xb)["embedding"]))
     return Signature(keras.Model([ra, rb], out, name="verifier_pair_export"), {**meta, "pair": True})
 
 
@@ -353,11 +343,33 @@ class _redirect_fds:
             os.close(saved)
 
 
+def frozen_function(model):
+    """A ``tf.function`` of ``model`` with its weights folded into constants and named outputs.
+
+    Tracing and freezing once here, then converting, takes 15-20 s for EfficientNet-Lite0 where
+    ``TFLiteConverter.from_keras_model`` (a SavedModel written and read back) takes about 40 s.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    specs = _specs(model)
+    call = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False),
+                       input_signature=specs)
+    frozen = convert_variables_to_constants_v2(call.get_concrete_function())
+    keys = tf.nest.flatten({k: k for k in model.output})  # the order frozen outputs come in
+
+    @tf.function(input_signature=specs)
+    def named(*xs):
+        return dict(zip(keys, tf.nest.flatten(frozen(*xs))))
+    return named
+
+
 def to_tflite(model, quantize=None, calibration=None) -> bytes:
-    """TFLite flatbuffer of a Keras model (XNNPACK runs it on CPU)."""
+    """TFLite flatbuffer of a Keras model, signature ``serving_default`` (XNNPACK runs it on CPU)."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    fn = frozen_function(model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], tf.Module())
     if quantize:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "int8":
@@ -379,8 +391,9 @@ def to_onnx(model, path: Path, quantize=None, calibration=None, metadata: dict |
     except ImportError as exc:
         raise ExportError("ONNX export needs the packages tf2onnx and onnx (pip install tf2onnx onnx)") from exc
     path = Path(path)
+    fn = frozen_function(model)  # from_function keeps the output names (from_keras loses them)
     with _quiet():
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=_specs(model), opset=ONNX_OPSET)
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=ONNX_OPSET)
     if metadata:
         onnx.helper.set_model_props(proto, {"zoo_export": json.dumps(metadata)})
     if not quantize:
@@ -390,16 +403,22 @@ def to_onnx(model, path: Path, quantize=None, calibration=None, metadata: dict |
         from onnxruntime import quantization as q
     except ImportError as exc:
         raise ExportError("ONNX quantisation needs onnxruntime (pip install onnxruntime)") from exc
-    with tempfile.TemporaryDirectory(dir=path.parent) as d:
+    with tempfile.TemporaryDirectory(dir=path.parent) as d, _quiet():
         f32, pre = Path(d) / "f32.onnx", Path(d) / "pre.onnx"
         onnx.save(proto, str(f32))
         q.quant_pre_process(str(f32), str(pre), skip_symbolic_shape=True)
         if quantize == "dynamic":
-            q.quantize_dynamic(str(pre), str(path), weight_type=q.QuantType.QInt8)
+            # only matrix products: onnxruntime's dynamic ConvInteger path measured here 4-10x slower
+            # than float with top-1 agreement 0.54-0.76 on EfficientNet-Lite0
+            q.quantize_dynamic(str(pre), str(path), weight_type=q.QuantType.QInt8, per_channel=True,
+                               op_types_to_quantize=["MatMul", "Gemm"])
         else:
+            # reduce_range: 7-bit weights avoid u8s8 saturation on CPUs without VNNI (AVX2 here);
+            # per-channel weights and percentile calibration: agreement 0.85 -> 0.95 in a 96 px test
             names = [i.name for i in proto.graph.input]
             q.quantize_static(str(pre), str(path), _Reader(names, calibration), quant_format=q.QuantFormat.QDQ,
-                              per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
+                              per_channel=True, reduce_range=True, calibrate_method=q.CalibrationMethod.Percentile,
+                              activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
     if metadata:
         m = onnx.load(str(path))
         onnx.helper.set_model_props(m, {"zoo_export": json.dumps(metadata)})
@@ -417,9 +436,15 @@ class _Reader:
 
 
 def to_saved_model(model, path: Path):
-    """A TensorFlow SavedModel folder (signature ``serving_default``, also ``serve``)."""
+    """A TensorFlow SavedModel folder with signature ``serving_default`` (weights as constants:
+    built for serving; about 2x faster to write than ``keras.Model.export``)."""
+    import tensorflow as tf
+
+    fn = frozen_function(model)
+    module = tf.Module()
+    module.serve = fn
     with _quiet():
-        model.export(str(path), format="tf_saved_model", verbose=False)
+        tf.saved_model.save(module, str(path), signatures={"serving_default": fn.get_concrete_function()})
 
 
 # ---- the entry point -------------------------------------------------------------------------
@@ -438,7 +463,7 @@ def graph_digest(model) -> str:
     for w in model.weights:
         h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
     for layer in model._flatten_layers() if hasattr(model, "_flatten_layers") else []:
-        for a in ("support", "mean", "matrix"):
+        for a in ("support", "onehot", "mean", "matrix"):
             v = getattr(layer, a, None)
             if isinstance(v, np.ndarray):
                 h.update(v.tobytes())
@@ -537,13 +562,15 @@ def add_commands(subparsers):
     s = subparsers.add_parser("export", help="export a model for serving (SavedModel, TFLite, ONNX)",
                               description="Export a saved model folder or registry model; the graph takes raw "
                                           "uint8 RGB images at the model's input size.")
-    s.add_argument("model", help="a folder written by save() (classifier, few-shot head, verifier...) or a registry name")
+    s.add_argument("model", help="a folder written by save() (classifier, few-shot head, verifier...) "
+                                 "or a registry name")
     s.add_argument("--format", choices=list(FORMATS), default="saved_model")
     s.add_argument("--out", required=True, help="output folder, or a .tflite / .onnx file")
     s.add_argument("--quantize", choices=["dynamic", "int8"], help="int8 weights (dynamic) or weights and activations")
     s.add_argument("--calibration", help="images for --quantize int8: a folder, a file, or 'fashion_mnist'")
     s.add_argument("--input-size", type=int, help="input size of a registry model")
-    s.add_argument("--pair", action="store_true", help="verifier: a two-image graph (score, same) instead of embeddings")
+    s.add_argument("--pair", action="store_true",
+                   help="verifier: a two-image graph (score, same) instead of embeddings")
     s.set_defaults(func=_cmd_export)
     return s
 

@@ -244,6 +244,12 @@ class ZooModel:
 
         return finetune(self, train, val, **kwargs)
 
+    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
+        """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
+        from zoo.export import export
+
+        return export(self, out, format, quantize, calibration, **options)
+
     # ---- persistence ----------------------------------------------------------------------
     kind = "backbone"
 
@@ -287,20 +293,29 @@ def check_batch_size(batch_size):
 replace_dir = zio.replace_dir  # kept for callers of the earlier name
 
 
-def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32", **kwargs):
+def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32",
+         runtime: str = "tensorflow", **kwargs):
     """Load a registry model by name (``"efficientnet_lite0"``, ``"resnet50.imagenet"``) or any
     folder written by ``save`` (a classifier, a few-shot head, a verifier, ...).
 
     ``weights``: "imagenet" (default, verified by checksum), a weight-file path, or None for
     random init. ``input_size`` overrides the entry's resolution; ``precision`` may be
-    "bfloat16" (CPU with AMX) or "float16" (GPU).
+    "bfloat16" (CPU with AMX) or "float16" (GPU). ``runtime="tflite"|"onnxruntime"`` runs
+    ``embed``/``predict``/``classify`` through that runtime (converted once, cached; see
+    :mod:`zoo.runtimes` and bench/runtimes.py).
     """
     p = Path(str(name_or_path)).expanduser()
     if p.is_dir():
-        return zio.load_folder(p, **kwargs)
-    if isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
+        model = zio.load_folder(p, **kwargs)
+    elif isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
         raise SavedModelError(f"{p} is not a model folder")
-    return ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
+    else:
+        model = ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
+    if runtime != "tensorflow":
+        from zoo.runtimes import compile_model
+
+        model = compile_model(model, runtime)
+    return model
 
 
 zio.register_kind("backbone", open_folder(ZooModel))

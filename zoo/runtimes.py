@@ -13,7 +13,11 @@ of its weights and the library versions. Everything but embed/predict/classify (
 with one runtime is searched with another. Few-shot heads and verifiers get their ``model``
 swapped for the compiled one.
 
-Measured on the 2-core CPU (``bench/embed.py``, efficientnet_lite0 at 224 px): see README.
+Measured on the 2-core AVX2 CPU (``bench/runtimes.py``, efficientnet_lite0 at 224 px, batch 32,
+ratios to ``m.embed`` through TensorFlow in the same run, machine shared with other jobs, load
+7-11): from in-memory arrays TFLite fp32 2.2-2.8x with cosine 0.9999998, ONNX Runtime fp32
+1.9-2.0x; from JPEG files TFLite 1.7-3.1x, ONNX Runtime 1.7-2.0x. TFLite int8 about 3.8x but
+top-1 agreement with the float model only 95% on Fashion-MNIST (dynamic-range: 98%, no faster).
 TFLite runs through ``ai_edge_litert`` when installed (TensorFlow 2.21 deprecates
 ``tf.lite.Interpreter`` in its favour), else ``tf.lite.Interpreter``; both use XNNPACK.
 """
@@ -36,7 +40,7 @@ RUNTIMES = ("tensorflow", "tflite", "onnxruntime")
 BATCH_SIZE = 32
 
 
-class RuntimeError_(ZooError, ValueError):
+class RuntimeModelError(ZooError, ValueError):
     """An unknown runtime, or a model file a runtime cannot run."""
 
 
@@ -50,7 +54,7 @@ def cpu_threads() -> int:
 
 def check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
-        raise RuntimeError_(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+        raise RuntimeModelError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
     return runtime
 
 
@@ -60,17 +64,20 @@ class TFLiteRunner:
 
     runtime = "tflite"
 
-    def __init__(self, model_path, num_threads: int | None = None):
+    def __init__(self, model_path, num_threads: int | None = None, use_litert: bool = True):
         try:
+            if not use_litert:
+                raise ImportError
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
+        self.path = Path(model_path)
         self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads or cpu_threads())
         sig = self.interpreter.get_signature_list()
         if not sig:
-            raise RuntimeError_(f"{model_path} has no signature: export it with zoo.export")
+            raise RuntimeModelError(f"{model_path} has no signature: export it with zoo.export")
         self.key = next(iter(sig))
         self.runner = self.interpreter.get_signature_runner(self.key)
         self.inputs = {k: v["dtype"] for k, v in self.runner.get_input_details().items()}
@@ -97,6 +104,7 @@ class OnnxRunner:
         so.intra_op_num_threads = num_threads or cpu_threads()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(model_path)
         self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         types = {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}
         self.inputs = {i.name: types.get(i.type, np.float32) for i in self.session.get_inputs()}
@@ -115,7 +123,7 @@ def open_runner(path, runtime: str | None = None, num_threads: int | None = None
         return TFLiteRunner(path, num_threads)
     if runtime == "onnxruntime":
         return OnnxRunner(path, num_threads)
-    raise RuntimeError_(f"{path}: no runtime runs this file; pass a .tflite or .onnx export")
+    raise RuntimeModelError(f"{path}: no runtime runs this file; pass a .tflite or .onnx export")
 
 
 # ---- the model -------------------------------------------------------------------------------
@@ -163,8 +171,8 @@ class RuntimeModel:
 
         check_batch_size(batch_size)
         if output not in self.metadata["outputs"]:
-            raise RuntimeError_(f"this {self.metadata.get('kind')} export has no {output!r} output "
-                                f"(it has {', '.join(self.metadata['outputs'])})")
+            raise RuntimeModelError(f"this {self.metadata.get('kind')} export has no {output!r} output "
+                                    f"(it has {', '.join(self.metadata['outputs'])})")
         src = zimages.batches(images, self.input_size, batch_size, self.method, value_range)
         bar = Progress(len(src.sources) or None, f"{output} ({self.runtime})", progress)
         outs, seen = [], []
@@ -280,6 +288,6 @@ def open_export(path, runtime: str | None = None, batch_size: int = BATCH_SIZE, 
     meta = read_metadata(path)
     f = path / meta["file"] if path.is_dir() else path
     if meta["export_format"] not in ("tflite", "onnx"):
-        raise RuntimeError_(f"{path} is a {meta['export_format']} export: load it with tf.saved_model.load, "
+        raise RuntimeModelError(f"{path} is a {meta['export_format']} export: load it with tf.saved_model.load, "
                             f"or export as {'/'.join(k for k in FORMATS if k != 'saved_model')}")
     return RuntimeModel(open_runner(f, runtime, num_threads), meta, None, batch_size)

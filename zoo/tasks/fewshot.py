@@ -200,6 +200,12 @@ class KNNClassifier:
         other = np.where(r.ids == self._y[:, None], -np.inf, other).max(1)
         return np.maximum(own_s, other)
 
+    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
+        """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
+        from zoo.export import export
+
+        return export(self, out, format, quantize, calibration, **options)
+
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Folder: config.json (settings, classes, model fingerprint) + support.npy + labels.npy."""

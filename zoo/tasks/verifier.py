@@ -186,6 +186,12 @@ class Verifier:
         self.threshold, self.calibration = None, None  # scores changed: calibrate again
         return hist
 
+    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
+        """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
+        from zoo.export import export
+
+        return export(self, out, format, quantize, calibration, **options)
+
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Folder: config.json (model fingerprint, threshold, calibration) + head.npy if fine-tuned."""
