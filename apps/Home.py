@@ -39,8 +39,14 @@ PAGES = [
          "a classifier from a few examples per class, showing the support examples that decided each answer"),
     Page("Pretrained models", "verify", "Verify", ":material/compare:", "verify",
          "are two images of the same thing? cosine score, calibrated threshold, decision (optional face crops)"),
+    Page("Pretrained models", "image_text", "Image-text", ":material/translate:", "image_text",
+         "zero-shot probabilities over class names you type; text-to-image search"),
     Page("Training", "finetune", "Fine-tune", ":material/model_training:", "finetune",
          "a short fine-tune with live progress and curves, evaluation, and the model folder as a zip"),
+    Page("Training", "detect", "Detect", ":material/center_focus_strong:", "detect",
+         "boxes with labels and scores from the demo detector or MTCNN faces"),
+    Page("Training", "segment", "Segment", ":material/category:", "segment",
+         "per-pixel classes as an overlay with a legend and per-class areas"),
 ]
 
 

@@ -156,8 +156,9 @@ FASHION_PHRASES = {
 CAPTION_TEMPLATES = ["{}", "a photo of {}.", "a picture of {}.", "a black and white photo of {}.",
                      "a small photo of {}.", "a product photo of {}.", "this is {}."]
 HELD_OUT_TEMPLATES = ["an image of {}.", "a grayscale picture showing {}."]
-# the plain class names a user would type for zero-shot (not the dataset's "T-shirt/top")
-FASHION_NAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+# the class names a user would type for zero-shot, in the plural where MiniLM's vocabulary has only
+# that form ("sandal", "sneaker", "trouser" split into word pieces: "sand ##al", "sneak ##er")
+FASHION_NAMES = ["t-shirt", "trousers", "pullover", "dress", "coat", "sandals", "shirt", "sneakers", "bag", "ankle boots"]
 
 
 def fashion_captions(labels, held_out: bool = False, seed: int = 0) -> list[str]:
@@ -303,6 +304,14 @@ def _cached_embeddings(tower, images, cache_dir, batch_size, progress) -> np.nda
     return r.outputs
 
 
+def _given(features, pairs, tower) -> np.ndarray:
+    f = np.asarray(features, np.float32)
+    if f.ndim != 2 or len(f) != len(pairs) or f.shape[1] != tower.feature_dim:
+        raise RecipeError(f"features must be ({len(pairs)}, {tower.feature_dim}) embeddings of the pairs' images "
+                          f"by {tower.name}; got shape {f.shape}")
+    return f
+
+
 class _TextSide:
     """Text features for the unique captions: fixed vectors (locked tower) or the top ``layers`` of the
     tower run on cached hidden states of the layers below (trainable)."""
@@ -350,11 +359,12 @@ class _TextSide:
 
 
 def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "minilm", mode: str = "lit",
-          loss: str = "clip", epochs: int = 10, batch_size: int = 256, dim: int = 256, lr: float = 1e-3,
-          weight_decay: float = 1e-4, image_head: str = "linear", text_head: str = "linear", text_layers: int = 0, text_lr: float = 2e-5,
+          loss: str = "clip", epochs: int = 10, batch_size: int = 256, dim: int = 256, lr: float = 3e-4,
+          weight_decay: float = 1e-4, image_head: str = "mlp", text_head: str = "identity", text_layers: int = 0, text_lr: float = 2e-5,
           queue: int = 0, input_size: int | None = None, augment="light", temperature: float = 0.07,
           templates=None, seed: int = 0, out_dir=None, cache_dir=None, text_weights=None,
-          progress: bool = True, max_seconds: float | None = None) -> ImageTextModel:
+          progress: bool = True, max_seconds: float | None = None, image_features=None,
+          val_features=None) -> ImageTextModel:
     """Train an image-text model on ``pairs`` (see :func:`read_pairs`; ``val`` likewise, used to keep the
     epoch with the lowest validation loss). Returns an :class:`ImageTextModel`; with ``out_dir`` it is
     saved to ``out_dir/model`` with ``history.json``.
@@ -362,11 +372,14 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
     ``mode``: "lit" (image tower locked, its embeddings cached once; ``cache_dir`` keeps them across
     runs) or "full" (image tower trained too, BatchNorm frozen, ``augment`` on the pixels).
     ``loss``: "clip" (symmetric InfoNCE, learnable temperature starting at ``temperature``, clamped
-    at 1/100) or "siglip" (sigmoid loss; t = 10, b = -10 at start as in the paper). ``text_layers``:
-    ``image_head``: "linear" or "mlp"; ``text_head``: "linear", "mlp" or "identity" (the
-    joint space is then the text tower's own, so names and wordings never seen in training keep their
-    meaning; ``dim`` follows the text tower). ``text_layers``: how many top layers of the text tower to train (lr ``text_lr``); 0 locks it. ``queue``: number of
-    earlier pairs kept as extra negatives. ``max_seconds`` stops training early (after a step).
+    at 1/100) or "siglip" (sigmoid loss; t = 10, b = -10 at start as in the paper).
+    ``image_head``: "mlp" (default) or "linear"; ``text_head``: "identity" (default: the joint space
+    is the text tower's own, so names and wordings never seen in training keep their meaning, and
+    ``dim`` is ignored), "linear" or "mlp". ``text_layers``: how many top layers of the text tower to
+    train (lr ``text_lr``); 0 locks it. ``queue``: number of earlier pairs kept as extra negatives.
+    ``max_seconds`` stops training early (after a step).
+    ``image_features`` / ``val_features``: the locked tower's embeddings of the pairs' images, if you
+    already have them (LiT only; ``image_model`` must be the tower that made them).
     """
     import keras
     import tensorflow as tf
@@ -399,8 +412,10 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
     text_side = _TextSide(text, uniq, int(text_layers))
 
     if mode == "lit":
-        x_train = _cached_embeddings(tower, pairs.images, cache_dir, 128, progress)
-        x_val = _cached_embeddings(tower, val.images, cache_dir, 128, progress) if val is not None else None
+        x_train = _given(image_features, pairs, tower) if image_features is not None else \
+            _cached_embeddings(tower, pairs.images, cache_dir, 128, progress)
+        x_val = None if val is None else _given(val_features, val, tower) if val_features is not None else \
+            _cached_embeddings(tower, val.images, cache_dir, 128, progress)
         body = None
     else:
         from zoo.augment import build_augmentation
@@ -427,6 +442,7 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
     from zoo.training import cosine_adamw
 
     opt = cosine_adamw(lr, total, weight_decay, 0.05)
+    opt.exclude_from_weight_decay(var_list=[scale, bias])  # decay would pull t and b towards 0
     opt_text = cosine_adamw(text_lr, total, 0.0, 0.05) if text_side.variables else None
     opt_image = cosine_adamw(lr * 0.05, total, weight_decay, 0.05) if image_vars else None
     qd = int(queue)
@@ -535,6 +551,7 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
                            float(bias.numpy()) if loss == "siglip" else None, loss,
                            templates=templates or DEFAULT_TEMPLATES, text_trained=bool(text_side.variables),
                            image_trained=body is not None)
+    model.seen_text = l2(model.text_head(text.encode(sorted(set(pairs.captions)))))
     model.history = history
     model.training_config = {"mode": mode, "loss": loss, "epochs": epochs, "batch_size": batch_size, "dim": dim,
                              "lr": lr, "weight_decay": weight_decay, "image_head": image_head,
@@ -571,7 +588,7 @@ def search_text(index, model, text, k: int = 10):
 
 
 def zero_shot_files(images, class_names, model=None, templates=None):
-    """(sources, probs) for image files or arrays with a saved image-text model folder (``model``) or,
+    """(sources, probs, skipped) for image files or arrays with a saved image-text model folder (``model``) or,
     by default, the ConSE baseline from EfficientNet-Lite0."""
     import zoo
 

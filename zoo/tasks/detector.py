@@ -49,8 +49,9 @@ from zoo.model import Embedded, Progress, ZooModel, check_batch_size, entry_of, 
 log = logging.getLogger(__name__)
 
 HEAD_DEFAULTS = {
-    "filters": 128,                 # FPN and head width (keras-hub's detector: 256)
+    "filters": 64,                  # FPN and head width (keras-hub's detector: 256)
     "convs": 2,                     # 3x3 convolutions before each head's output (keras-hub: 4)
+    "group_norm": True,             # GroupNorm(32) after each head convolution (steadier training from scratch)
     "min_level": 3, "max_level": 5,
     "anchor_size": 2.0,             # base anchor side / stride (keras-hub's default 4 suits 512+ px images)
     "num_scales": 3,
@@ -87,15 +88,51 @@ def build_network(pixels, normalized, feature_network, levels, num_classes: int,
     inputs = {f"P{i}": feats[f"P{i}"] for i in range(lo, min(hi, 5) + 1)}
     pyramid = FeaturePyramid(min_level=lo, max_level=hi, use_p5=False, num_filters=cfg["filters"], name="fpn")(inputs)
     anchors = cfg["num_scales"] * len(cfg["aspect_ratios"])
-    box_head = PredictionHead(anchors * 4, cfg["filters"], cfg["convs"], name="box_head")
+    init = {"kernel_initializer": keras.initializers.RandomNormal(stddev=0.01), "use_group_norm": cfg["group_norm"]}
+    box_head = PredictionHead(anchors * 4, cfg["filters"], cfg["convs"], name="box_head", **init)
     cls_head = PredictionHead(anchors * num_classes, cfg["filters"], cfg["convs"], use_prior_probability=True,
-                              prior_probability=cfg["prior_probability"], name="classification_head")
+                              prior_probability=cfg["prior_probability"], name="classification_head", **init)
     boxes, classes = [], []
     for level in sorted(pyramid, key=lambda k: int(k[1:])):
         boxes.append(keras.layers.Reshape((-1, 4), name=f"box_{level}")(box_head(pyramid[level])))
         classes.append(keras.layers.Reshape((-1, num_classes), name=f"cls_{level}")(cls_head(pyramid[level])))
     return {"bbox_regression": keras.layers.Concatenate(axis=1, name="bbox_regression", dtype="float32")(boxes),
             "cls_logits": keras.layers.Concatenate(axis=1, name="cls_logits", dtype="float32")(classes)}
+
+
+def make_nms(score_threshold: float, iou_threshold: float, max_detections: int):
+    """keras-hub's NonMaxSuppression on logits: class-agnostic, the best class labels each box."""
+    _, NonMaxSuppression, _, _, _ = _hub()
+    return NonMaxSuppression("xyxy", from_logits=True, iou_threshold=iou_threshold,
+                             confidence_threshold=score_threshold, max_detections=max_detections)
+
+
+def postprocess(outputs: dict, anchors, variance, nms, class_agnostic: bool = True):
+    """Raw network outputs -> padded ``(boxes xyxy, scores, labels, count)`` per image.
+
+    Only the ``4 * max_detections`` (at least 300) most confident anchors go through NMS (as
+    torchvision's top-k candidates): the padded NMS costs the square of the boxes it sees.
+    Log-size deltas are clamped (torchvision's ``log(1000/16)``) so a wild output cannot overflow.
+    ``class_agnostic``: keras-hub's NMS (one box per place, labelled with its best class); else
+    TensorFlow's per-class NMS, where a box may also stand for its runner-up classes (COCO's
+    evaluation protocol, as torchvision's RetinaNet: a confusable item still counts, ranked lower).
+    """
+    logits, deltas = outputs["cls_logits"], outputs["bbox_regression"]
+    top_k = min(int(anchors.shape[0]), max(4 * int(nms.max_detections), 300))
+    _, idx = tf.math.top_k(tf.reduce_max(logits, -1), top_k)
+    cap = tf.constant([np.inf, np.inf, MAX_LOG_SIZE / variance[2], MAX_LOG_SIZE / variance[3]], tf.float32)
+    deltas = tf.minimum(tf.gather(deltas, idx, batch_dims=1), cap)
+    boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
+        tf.gather(anchors, idx), deltas, anchor_format="xyxy", box_format="xyxy", encoded_format="center_xywh",
+        variance=variance)
+    logits = tf.gather(logits, idx, batch_dims=1)
+    if class_agnostic:
+        r = nms(boxes, logits)
+        return r["boxes"], r["confidence"], r["labels"], r["num_detections"]
+    b, s, c, n = tf.image.combined_non_max_suppression(
+        boxes[:, :, None, :], tf.sigmoid(logits), nms.max_detections, nms.max_detections,
+        iou_threshold=nms.iou_threshold, score_threshold=nms.confidence_threshold, clip_boxes=False)
+    return b, s, tf.cast(c, tf.int32), n
 
 
 class Detector(ZooModel):
@@ -113,6 +150,8 @@ class Detector(ZooModel):
         if unknown:
             raise RecipeError(f"unknown head settings {sorted(unknown)}; known: {sorted(HEAD_DEFAULTS)}")
         self.head_config = {**HEAD_DEFAULTS, **(head_config or {})}
+        if self.head_config["group_norm"] and self.head_config["filters"] % 32:
+            raise RecipeError(f"group_norm needs filters divisible by 32 (32 groups); got {self.head_config['filters']}")
         self.history: dict = {}
         self.training_config: dict = {}
         cfg = self.head_config
@@ -165,6 +204,12 @@ class Detector(ZooModel):
         """
         labels = tf.cast(labels, tf.float32)
         boxes = tf.where(labels[..., None] < 0, -1.0, tf.cast(boxes, tf.float32))
+        # one padding row always: with force matching, keras-hub 0.32's BoxMatcher sends anchors
+        # that no object claims to its own extra column, one past the end, unless a padding row
+        # (IoU 0, label -1: background) comes first
+        b = tf.shape(labels)[0]
+        labels = tf.concat([labels, -tf.ones((b, 1))], axis=1)
+        boxes = tf.concat([boxes, -tf.ones((b, 1, 4))], axis=1)
         box_t, cls_t = self.label_encoder(images, boxes, labels)
         positive = tf.cast(cls_t > -1.0, tf.float32)
         normalizer = tf.maximum(tf.reduce_sum(positive), 1.0)
@@ -174,45 +219,39 @@ class Detector(ZooModel):
         return y, weights
 
     # ---- inference --------------------------------------------------------------------------
-    def _decode_fn(self, score_threshold: float, iou_threshold: float, max_detections: int, batch_size: int):
+    def _decode_fn(self, score_threshold: float, iou_threshold: float, max_detections: int, batch_size: int,
+                   class_agnostic: bool = True):
         """A traced call: a batch of ``batch_size`` letterboxed images -> padded (boxes, scores,
         labels, count) after NMS (keras-hub's NMS needs a static batch size)."""
-        key = ("detect", float(score_threshold), float(iou_threshold), int(max_detections), int(batch_size))
+        key = ("detect", float(score_threshold), float(iou_threshold), int(max_detections), int(batch_size),
+               bool(class_agnostic))
         if key not in self._fns:
-            _, NonMaxSuppression, _, _, _ = _hub()
-            nms = NonMaxSuppression("xyxy", from_logits=True, iou_threshold=iou_threshold,
-                                    confidence_threshold=score_threshold, max_detections=max_detections)
-            model, anchors = self.detection_model, self.anchors
-            variance = list(self.head_config["box_variance"])
-            cap = tf.constant([np.inf, np.inf, MAX_LOG_SIZE / variance[2], MAX_LOG_SIZE / variance[3]], tf.float32)
+            model, anchors, variance = self.detection_model, self.anchors, list(self.head_config["box_variance"])
+            nms = make_nms(score_threshold, iou_threshold, max_detections)
 
             def call(x):
-                out = model(x, training=False)
-                deltas = tf.minimum(out["bbox_regression"], cap)
-                boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
-                    anchors, deltas, anchor_format="xyxy", box_format="xyxy", encoded_format="center_xywh",
-                    variance=variance)
-                r = nms(boxes, out["cls_logits"])
-                return r["boxes"], r["confidence"], r["labels"], r["num_detections"]
+                return postprocess(model(x, training=False), anchors, variance, nms, class_agnostic)
             spec = tf.TensorSpec((batch_size, self.input_size, self.input_size, 3), tf.float32)
             self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
 
     def detect(self, images, score_threshold: float = 0.3, iou_threshold: float = 0.5, max_detections: int = 100,
                batch_size: int = 16, return_sources: bool = False, value_range: str = "auto",
-               progress: bool = False):
+               progress: bool = False, class_agnostic: bool = True):
         """Per image ``{"boxes": (n, 4) float32 xyxy in that image's own pixels, "scores": (n,),
         "labels": (n,) int64, "names": [str]}``, best first.
 
         ``images``: anything :func:`zoo.images.batches` takes, any sizes; each is letterboxed to
         ``input_size`` (aspect kept, grey padding) and its boxes mapped back. Unreadable files
         are skipped with a warning (``return_sources=True`` says which row is which input).
+        ``class_agnostic=False``: NMS per class, so a box may come back once per likely class
+        (what COCO evaluation expects; see :func:`postprocess`).
         """
         check_batch_size(batch_size)
         for name, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= float(v) <= 1.0:
                 raise InputShapeError(f"{name} must be in [0, 1]; got {v!r}")
-        fn = self._decode_fn(score_threshold, iou_threshold, max_detections, batch_size)
+        fn = self._decode_fn(score_threshold, iou_threshold, max_detections, batch_size, class_agnostic)
         stream = letterboxed(images, self.input_size, value_range)
         bar = Progress(stream.total, "detect", progress)
         results, sources = [], []
@@ -238,17 +277,18 @@ class Detector(ZooModel):
         return Embedded(results, sources, list(stream.skipped)) if return_sources else results
 
     def evaluate(self, data, batch_size: int = 16, score_threshold: float = EVAL_SCORE_THRESHOLD,
-                 iou_threshold: float = 0.5, progress: bool = False) -> dict:
+                 iou_threshold: float = 0.5, progress: bool = False, class_agnostic: bool = False) -> dict:
         """COCO box metrics (pycocotools) on labelled data: ``{"mAP", "mAP50", "mAP75", "mAP_small",
         "mAP_medium", "mAP_large", "AR100", "per_class": {name: AP}, "n_images", "n_boxes"}``.
 
         ``data``: an object with ``.images``, ``.boxes`` (per image (k, 4) xyxy pixels) and
         ``.labels`` (demo scenes, ``recipes.detection`` readers) or an ``(images, boxes, labels)``
-        tuple.
+        tuple. Detections as COCO's protocol has them: scores down to 0.05, NMS per class, at most
+        100 per image.
         """
         imgs, boxes, labels = detection_arrays(data, self.class_names)
         r = self.detect(imgs, score_threshold=score_threshold, iou_threshold=iou_threshold, batch_size=batch_size,
-                        return_sources=True, progress=progress)
+                        return_sources=True, progress=progress, class_agnostic=class_agnostic)
         if r.skipped:
             raise DataError(f"{len(r.skipped)} evaluation images could not be read (first: {r.skipped[0][1]})")
         return coco_metrics(boxes, labels, r.outputs, self.class_names)
@@ -450,7 +490,7 @@ def coco_metrics(gt_boxes, gt_labels, detections, class_names) -> dict:
     out = {"n_images": len(gt_boxes), "n_boxes": n_boxes, "n_detections": len(dets)}
     present = {a["category_id"] - 1 for a in anns}
     if not n_boxes or not dets:
-        zero = {k: 0.0 for k in ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large", "AR100")}
+        zero = {k: 0.0 for k in ("mAP", "mAP50", "mAP75", "AR100")} | dict.fromkeys(("mAP_small", "mAP_medium", "mAP_large"))
         return {**zero, "per_class": {n: (0.0 if k in present else None) for k, n in enumerate(class_names)}, **out}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt = COCO()
@@ -466,9 +506,9 @@ def coco_metrics(gt_boxes, gt_labels, detections, class_names) -> dict:
     for k, name in enumerate(class_names):
         p = ev.eval["precision"][:, :, k, 0, -1]  # IoU thresholds x recall points, all areas, 100 dets
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() and k in present else None
-    names = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large")
-    return {**{n: max(float(v), 0.0) for n, v in zip(names, s[:6])}, "AR100": max(float(s[8]), 0.0),
-            "per_class": per_class, **out}
+    main = {n: max(float(v), 0.0) for n, v in zip(("mAP", "mAP50", "mAP75"), s[:3])}
+    by_size = {n: (float(v) if v > -1 else None) for n, v in zip(("mAP_small", "mAP_medium", "mAP_large"), s[3:6])}
+    return {**main, **by_size, "AR100": max(float(s[8]), 0.0), "per_class": per_class, **out}
 
 
 # ---- a pretrained face detector ------------------------------------------------------------

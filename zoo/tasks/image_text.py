@@ -198,9 +198,14 @@ class DualEncoder:
     def zero_shot_scale(self) -> float:
         return 100.0
 
+    def seen_penalty(self, class_vectors: np.ndarray) -> np.ndarray:
+        """Per class, what is subtracted from its cosines before the softmax (0: none)."""
+        return np.zeros(len(class_vectors), np.float32)
+
     def zero_shot_embeddings(self, image_vectors: np.ndarray, class_names, templates=None) -> np.ndarray:
         """Class probabilities for image vectors already in the joint space."""
-        logits = self.zero_shot_scale * (np.asarray(image_vectors) @ self.class_embeddings(class_names, templates).T)
+        c = self.class_embeddings(class_names, templates)
+        logits = self.zero_shot_scale * (np.asarray(image_vectors) @ c.T - self.seen_penalty(c)[None])
         logits -= logits.max(1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(1, keepdims=True)
@@ -214,11 +219,17 @@ class DualEncoder:
 
     # ---- evaluation -----------------------------------------------------------------------
     def evaluate(self, pairs, class_names=None, templates=None, ks=(1, 5, 10), batch_size: int = 64) -> dict:
-        """Recall@k image->text and text->image on ``pairs`` (images, captions[, labels]); with labels,
+        """Recall@k image->text and text->image on ``pairs`` (images, captions[, labels]; the images may be
+        given as their ``encode_images`` vectors); with labels,
         text->image precision@k and, when ``class_names`` are given (or the labels are strings),
         zero-shot accuracy over those names."""
         images, captions, labels = _pairs_parts(pairs)
-        r = self.encode_images(images, batch_size, return_sources=True)
+        if isinstance(images, np.ndarray) and images.ndim == 2 and images.dtype.kind == "f":  # vectors given
+            if images.shape[1] != self.feature_dim:
+                raise InputShapeError(f"got {images.shape[1]}-d vectors; {self.name} makes {self.feature_dim}-d")
+            r = Embedded(l2(images), list(range(len(images))), [])
+        else:
+            r = self.encode_images(images, batch_size, return_sources=True)
         rows = _rows_of(r.sources, images)
         captions = [captions[i] for i in rows]
         uniq, cap_ids = np.unique(np.asarray(captions, dtype=object).astype(str), return_inverse=True)
@@ -266,6 +277,8 @@ class ImageTextModel(DualEncoder):
         self.image_head, self.text_head = image_head, text_head
         self.logit_scale, self.logit_bias, self.loss = float(logit_scale), logit_bias, loss
         self.text_trained, self.image_trained = text_trained, image_trained
+        self.seen_text = None   # (U, dim) the training captions' vectors, for calibrated zero-shot
+        self.calibration = 0.0  # gamma of calibrated stacking (Chao et al. 2016); 0: plain zero-shot
         self.history: dict = {}
         self.training_config: dict = {}
 
@@ -280,8 +293,16 @@ class ImageTextModel(DualEncoder):
     def _head_digest(self) -> str:
         h = hashlib.sha256()
         self.image_head.digest(h), self.text_head.digest(h)
-        h.update(np.float64(self.logit_scale).tobytes())
+        h.update(np.float64(self.logit_scale).tobytes())  # calibration changes zero-shot only, not vectors
         return h.hexdigest()[:16]
+
+    def seen_penalty(self, class_vectors):
+        """Calibrated stacking (Chao et al. 2016), soft: a class whose text is close to the training
+        captions ("seen") loses ``calibration`` x that closeness (max cosine), so that classes the model
+        never saw are not always out-voted by seen ones. ``calibration = 0`` disables it."""
+        if not self.calibration or self.seen_text is None:
+            return super().seen_penalty(class_vectors)
+        return (self.calibration * (class_vectors @ self.seen_text.T).max(1)).astype(np.float32)
 
     def _image_outputs(self, images, batch_size, progress, value_range):
         return self.image_tower.embed(images, batch_size=batch_size, progress=progress, return_sources=True,
@@ -297,6 +318,8 @@ class ImageTextModel(DualEncoder):
         """A folder: config.json, the image tower's weights, the heads (and the text tower's weights
         when it was trained; otherwise its files' SHA-256 are recorded and checked on load)."""
         heads = {**self.image_head.arrays("image"), **self.text_head.arrays("text")}
+        if self.seen_text is not None:
+            heads["seen_text"] = np.asarray(self.seen_text, np.float32)
         files = {IMAGE_WEIGHTS: self.image_tower.embedding_model.save_weights,
                  HEADS: lambda p: _savez(p, heads)}
         text = self._text_config()
@@ -307,6 +330,7 @@ class ImageTextModel(DualEncoder):
                   "heads": {"image": [a for *_, a in self.image_head.layers], "text": [a for *_, a in self.text_head.layers]},
                   "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "loss": self.loss,
                   "templates": self.templates, "image_trained": self.image_trained,
+                  "calibration": float(self.calibration),
                   "history": {k: [float(v) for v in vs] for k, vs in self.history.items()},
                   "training": self.training_config}
         out = zio.write_folder(path, KIND, config, files)
@@ -433,6 +457,8 @@ def _load(path: Path, cfg: dict, text_weights=None, **_):
                            logit_scale=cfg["logit_scale"], logit_bias=cfg.get("logit_bias"),
                            loss=cfg.get("loss", "clip"), templates=cfg.get("templates") or DEFAULT_TEMPLATES,
                            text_trained=bool(cfg["text"].get("trained")), image_trained=bool(cfg.get("image_trained")))
+        m.seen_text = arrays.get("seen_text")
+        m.calibration = float(cfg.get("calibration") or 0.0)
         m.history = cfg.get("history") or {}
         m.training_config = cfg.get("training") or {}
     else:

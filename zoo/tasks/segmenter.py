@@ -19,6 +19,8 @@ image's own size by bilinear resampling of the probabilities (argmax after).
 from __future__ import annotations
 
 import logging
+import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -34,7 +36,8 @@ from zoo.model import Embedded, Progress, ZooModel, check_batch_size, entry_of, 
 log = logging.getLogger(__name__)
 IGNORE = 255  # label of pixels that count for nothing (VOC's border/void)
 HEADS = ("unet", "deeplabv3plus")
-UNET_DEFAULTS = {"filters": [128, 64, 48, 32], "fine_filters": [16, 12], "upsample": "bilinear", "dropout": 0.1}
+UNET_DEFAULTS = {"filters": [128, 64, 48, 32], "fine_filters": [16], "stem": "pixels", "upsample": "transpose",
+                 "dropout": 0.1}
 DEEPLAB_DEFAULTS = {"aspp_level": "P4", "low_level": "P2", "dilation_rates": [2, 4, 6],
                     "projection_filters": 48}
 BILINEAR_LIMIT = 40_000_000  # above this many output values, argmax first and resize by nearest
@@ -61,6 +64,20 @@ def _up(x, hw, filters, how, name):
     return _conv(x, filters, 1, f"{name}_up")  # the 3x3 fuse conv that follows mixes space
 
 
+def _stem(normalized, filters, stride, how, name):
+    """Image features at ``stride``: a conv, or the pixels themselves (space-to-depth)."""
+    if how == "conv":
+        return _conv(normalized, filters, 3, f"{name}_stem", stride=stride)
+    if stride == 1:
+        return normalized
+    h, w, c = normalized.shape[1:]
+    if h % stride or w % stride:
+        return keras.layers.AveragePooling2D(stride, padding="same", name=f"{name}_pool")(normalized)
+    x = keras.layers.Reshape((h // stride, stride, w // stride, stride, c), name=f"{name}_split")(normalized)
+    x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
+    return keras.layers.Reshape((h // stride, w // stride, stride * stride * c), name=f"{name}_s2d")(x)
+
+
 def unet_head(pixels, normalized, feats: dict, num_classes: int, cfg: dict):
     """The U-Net decoder on pyramid ``feats`` (deepest first); returns logits at full size."""
     levels = sorted(feats, reverse=True)  # P5, P4, P3, P2
@@ -72,17 +89,18 @@ def unet_head(pixels, normalized, feats: dict, num_classes: int, cfg: dict):
         x = keras.layers.Concatenate(name=f"dec_{level}_cat")([x, _conv(skip, f, 1, f"dec_{level}_skip")])
         x = _conv(x, f, 3, f"dec_{level}_fuse")
     size = pixels.shape[1:3]
-    half = (-(-size[0] // 2), -(-size[1] // 2))
-    f2, f1 = cfg["fine_filters"]
-    stem2 = _conv(normalized, f2, 3, "fine_s2_stem", stride=2)
-    x = _up(x, half, f2, cfg["upsample"], "fine_s2")
-    x = _conv(keras.layers.Concatenate(name="fine_s2_cat")([x, stem2]), f2, 3, "fine_s2_fuse")
-    stem1 = _conv(normalized, f1, 3, "fine_s1_stem")
-    x = _up(x, size, f1, cfg["upsample"], "fine_s1")
-    x = _conv(keras.layers.Concatenate(name="fine_s1_cat")([x, stem1]), f1, 3, "fine_s1_fuse")
+    for i, f in enumerate(cfg["fine_filters"]):  # stride 2, then stride 1: stems on the image itself
+        stride = 2 ** (len(cfg["fine_filters"]) - 1 - i)
+        hw = (-(-size[0] // stride), -(-size[1] // stride))
+        stem = _stem(normalized, f, stride, cfg.get("stem", "conv"), f"fine_s{stride}")
+        x = _up(x, hw, f, cfg["upsample"], f"fine_s{stride}")
+        x = _conv(keras.layers.Concatenate(name=f"fine_s{stride}_cat")([x, stem]), f, 3, f"fine_s{stride}_fuse")
     if cfg.get("dropout"):
         x = keras.layers.SpatialDropout2D(cfg["dropout"], name="head_dropout")(x)
-    return keras.layers.Conv2D(num_classes, 1, name="classes", dtype="float32")(x)
+    x = keras.layers.Conv2D(num_classes, 1, name="classes", dtype="float32")(x)
+    if tuple(x.shape[1:3]) != tuple(size):
+        x = keras.layers.Resizing(*size, interpolation="bilinear", name="logits_resize", dtype="float32")(x)
+    return x
 
 
 def deeplab_head(pixels, encoder: keras.Model, num_classes: int, cfg: dict):
@@ -169,21 +187,25 @@ class Segmenter(ZooModel):
                               value_range=value_range)
         fn = self._fn("segment", self.segmentation_model)
         bar = Progress(len(src.sources) or None, "segment", progress)
-        outs, order = [], []
-        for batch in src.dataset:
+        result, order = [], []
+        for batch in src.dataset:  # each batch goes back to its images' sizes at once (memory stays small)
             if isinstance(batch, tuple):
                 idx, batch = batch
-                order.extend(int(i) for i in idx.numpy())
+                idx = [int(i) for i in idx.numpy()]
+            else:
+                idx = list(range(len(result), len(result) + int(batch.shape[0])))
             p = fn(batch).numpy()
-            outs.extend(p)
+            order.extend(idx)
+            result.extend(_to_size(q, _original_shape(images, src.sources[i]), probs) for q, i in zip(p, idx))
             bar.update(len(p))
         bar.close()
-        sources = [src.sources[i] for i in order] if order else list(src.sources)
+        sources = [src.sources[i] for i in order]
         skipped = list(src.skipped)
-        if not outs:
+        for i in sorted(set(range(len(src.sources))) - set(order)):
+            skipped.append((src.sources[i], "decode failed"))
+            log.warning("skipping %s: could not decode", src.sources[i])
+        if not result:
             raise zimages.ImageError(f"none of the images could be read{': ' + skipped[0][1] if skipped else ''}")
-        shapes = [_original_shape(images, s) for s in sources]
-        result = [_to_size(p, hw, probs) for p, hw in zip(outs, shapes)]
         return Embedded(result, sources, skipped) if return_sources else result
 
     def predict(self, images, batch_size: int = 16, return_sources: bool = False, value_range: str = "auto"):
@@ -202,14 +224,19 @@ class Segmenter(ZooModel):
         metric = keras.metrics.MeanIoU(self.num_classes, ignore_class=IGNORE)
         for start in range(0, len(masks), 256):
             chunk = imgs[start:start + 256]
-            maps = self.segment(chunk, batch_size=batch_size, progress=progress)
-            for m, y in zip(maps, masks[start:start + 256]):
-                y = np.asarray(y)
+            r = self.segment(chunk, batch_size=batch_size, return_sources=True, progress=progress)
+            where = None if isinstance(chunk, np.ndarray) else {str(Path(p)): i for i, p in enumerate(chunk)
+                                                                if isinstance(p, (str, Path))}
+            for src, why in r.skipped:
+                warnings.warn(f"evaluation skips {src}: {why}", stacklevel=2)
+            for src, m in zip(r.sources, r.outputs):
+                i = start + (int(src) if isinstance(src, (int, np.integer)) else where[str(src)])
+                y = np.asarray(masks[i])
                 if y.shape != m.shape:
-                    raise DataError(f"mask {start} is {y.shape} but its image is {m.shape}: masks must match their images")
+                    raise DataError(f"mask {i} is {y.shape} but its image is {m.shape}: masks must match their images")
                 bad = (y >= self.num_classes) & (y != IGNORE)
                 if bad.any():
-                    raise DataError(f"mask {start} holds label {int(y[bad].max())}, beyond the model's "
+                    raise DataError(f"mask {i} holds label {int(y[bad].max())}, beyond the model's "
                                     f"{self.num_classes} classes (and not the ignore label {IGNORE})")
                 metric.update_state(y.ravel(), m.ravel())
         return miou_report(metric, self.class_names) | {"n": int(len(masks))}

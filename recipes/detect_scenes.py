@@ -1,0 +1,85 @@
+"""The demo detector: RetinaNet on EfficientNet-Lite0 (real ImageNet weights, offline), trained on
+scenes of Fashion-MNIST items pasted on photos (:mod:`recipes.scenes`).
+
+    python -m recipes.detect_scenes            # about 20 min on 2 CPU cores
+
+Prints COCO mAP on held-out test scenes (and on scenes composed differently: other photos,
+scales and tints) and writes the model folder, training curves and a sheet of drawn test
+predictions to --out (default runs/detect).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+# measured here: 15 frozen epochs reach val mAP 0.39; the last two stages unfrozen train about as
+# fast as the frozen network (the full backbone: 2.3x slower on 2 cores)
+RECIPE = dict(n_train=2000, n_val=200, size=128, epochs=3, unfreeze_epochs=11, unfreeze=2, lr=3e-3,
+              unfreeze_lr=1e-3, batch_size=16, augment={"hue": 0.5, "saturation": (0.4, 1.6)})
+
+
+def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, epochs=3,
+        unfreeze_epochs=11, unfreeze=2, lr=3e-3, unfreeze_lr=1e-3, batch_size=16, augment="default", head=None,
+        seed=0, verbose=None, eval_every=2) -> dict:
+    """Train on demo scenes, save, evaluate on held-out test scenes (default and shifted style)."""
+    from recipes import detection
+
+    t0 = time.perf_counter()
+    train, val = detection.scenes(("train", "val"), n={"train": n_train, "val": n_val}, size=size, seed=seed)
+    test = detection.scenes("test", n=n_test, size=size, seed=seed)
+    shifted = detection.scenes("test", n=n_test, size=size, seed=seed, style="shifted")
+    t1, cpu1 = time.perf_counter(), _cpu_seconds()
+    det = detection.train(train, val, backbone=backbone, epochs=epochs, unfreeze_epochs=unfreeze_epochs,
+                          unfreeze=unfreeze, lr=lr,
+                          unfreeze_lr=unfreeze_lr, batch_size=batch_size, augment=augment, head=head, out_dir=out,
+                          seed=seed, verbose=verbose, eval_every=eval_every)
+    train_s, train_cpu = time.perf_counter() - t1, _cpu_seconds() - cpu1
+    out = Path(out)
+    det.save(out / "model")
+    detection.sheet(det, test.take(range(12)), out / "predictions_test.png")
+    detection.sheet(det, shifted.take(range(12)), out / "predictions_shifted.png")
+    r, rs = det.evaluate(test), det.evaluate(shifted)
+    summary = {
+        "backbone": backbone, "input_size": size, "train_scenes": n_train, "epochs_frozen": epochs,
+        "epochs_unfrozen": unfreeze_epochs, "unfrozen_stages": unfreeze, "kept": det.training_config.get("kept"),
+        "augment": str(augment),
+        "test": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "per_class"},
+        "test_per_class": {k: (None if v is None else round(v, 4)) for k, v in r["per_class"].items()},
+        "shifted": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rs.items() if k != "per_class"},
+        "scene_seconds": round(t1 - t0), "train_seconds": round(train_s), "train_cpu_seconds": round(train_cpu),
+        "total_seconds": round(time.perf_counter() - t0), "out": str(out),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads): on a shared machine, wall time overstates the work."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/detect")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--n-train", type=int, default=RECIPE["n_train"])
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="epochs with the backbone frozen")
+    p.add_argument("--unfreeze-epochs", type=int, default=RECIPE["unfreeze_epochs"])
+    p.add_argument("--size", type=int, default=RECIPE["size"])
+    a = p.parse_args(argv)
+    cfg = {**RECIPE, "n_train": a.n_train, "epochs": a.epochs, "unfreeze_epochs": a.unfreeze_epochs, "size": a.size}
+    s = run(a.out, a.backbone, **cfg)
+    print(json.dumps(s, indent=2))
+    t = s["test"]
+    print(f"\nTest mAP@[.5:.95] {t['mAP']:.3f}, mAP50 {t['mAP50']:.3f}, mAP75 {t['mAP75']:.3f} on {t['n_images']} "
+          f"held-out scenes ({t['n_boxes']} boxes); shifted scenes mAP {s['shifted']['mAP']:.3f}, "
+          f"mAP50 {s['shifted']['mAP50']:.3f}. Trained in {s['train_seconds']}s ({s['train_cpu_seconds']} CPU-s). "
+          f"Model in {s['out']}/model, curves and predictions in {s['out']}/")
+
+
+if __name__ == "__main__":
+    main()
