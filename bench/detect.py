@@ -49,13 +49,13 @@ def library_facts() -> dict:
     facts["keras_hub_retinanet_prior_bias_on_box_head"] = "use_prior_probability=True" in box_block
     facts["keras_hub_retinanet_decodes_without_variance"] = \
         "variance" not in inspect.getsource(r.RetinaNetObjectDetector.decode_predictions)
-    import pycocotools
+    import importlib.metadata
 
-    facts["pycocotools_version"] = getattr(pycocotools, "__version__", "?")
+    facts["pycocotools_version"] = importlib.metadata.version("pycocotools")
     return facts
 
 
-def inference_speed(det, images: np.ndarray, batch_size: int = 32, repeats: int = 3) -> dict:
+def inference_speed(det, images: np.ndarray, batch_size: int = 32, repeats: int = 5) -> dict:
     """img/s of ``det.detect`` (letterbox + network + decoding + NMS + mapping back) and of the bare
     Keras model call (a traced call on the same, already sized batches)."""
     import tensorflow as tf

@@ -725,13 +725,14 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 
 def draw(image, detections: dict, truth=None, scale: int = 1) -> np.ndarray:
-    """The image (uint8) with ``detections`` drawn (class colours, "name score"), ground-truth
+    """The image (array or file, as uint8) with ``detections`` drawn (class colours, "name score"), ground-truth
     boxes ``truth`` ((k, 4) array) thin green beneath; ``scale`` enlarges small images first."""
     from PIL import Image, ImageDraw
 
-    from zoo.images import to_rgb
+    from zoo.images import read_image, to_rgb
 
-    img = np.clip(to_rgb(image), 0, 255).astype(np.uint8)
+    img = read_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
+    img = np.clip(img, 0, 255).astype(np.uint8)
     im = Image.fromarray(img)
     if scale != 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)

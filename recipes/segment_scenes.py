@@ -2,6 +2,14 @@
 
     python -m recipes.segment_scenes                     # U-Net on EfficientNet-Lite0 (the README command)
     python -m recipes.segment_scenes --head deeplabv3plus
+    python -m recipes.segment_scenes --no-items          # skip step 1 (ImageNet body straight to scenes)
+
+Two transfer steps, both from the ImageNet weights of the offline default backbone:
+1. the backbone is fine-tuned as a classifier of the Fashion-MNIST items the training scenes draw
+   from (``zoo``'s ``finetune`` at 48 px, the items' size in the scenes; never the validation or
+   test scenes' items), so the body already tells the ten classes apart;
+2. the segmenter (``recipes.segmentation.train``) learns where they are on dense training scenes
+   (3-7 items each), head first on the frozen body, then unfrozen.
 
 Trains on composed scenes (Fashion-MNIST items on scikit-image photos; recipes.scenes), prints
 the mIoU on held-out test scenes (other items, other photos) and on scenes composed differently
@@ -16,27 +24,49 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from recipes import segmentation
-from recipes.scenes import scenes
+from recipes.scenes import VAL_START, scenes
 
-RECIPE = dict(n_train=2000, n_val=200, n_test=500, input_size=128, head_epochs=4, epochs=6, lr=5e-4)
+RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3,
+              class_weights="balanced", items=dict(n=12000, input_size=48, head_epochs=3, epochs=1))
 
 
-def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=2000, n_val=200, n_test=500,
-        input_size=128, head_epochs=4, epochs=6, lr=5e-4, seed=0, verbose=None, head_config=None) -> dict:
-    """Train, save, evaluate on held-out default and shifted scenes; returns the summary."""
+def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_epochs=3, epochs=1, seed=0,
+                  verbose=None):
+    """Step 1: ``backbone`` fine-tuned as a classifier of ``n`` Fashion-MNIST training items drawn
+    only from those the training scenes use (indices below ``VAL_START``)."""
+    import zoo
+    from zoo import data
+
+    items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
+    return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
+                                                              val_fraction=0.05, seed=seed, verbose=verbose)
+
+
+def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=3000, count=(3, 7), n_val=200,
+        n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3, class_weights="balanced", items=None,
+        seed=0, verbose=None, head_config=None) -> dict:
+    """(Step 1 when ``items`` is a dict of :func:`item_backbone` arguments,) train, save, evaluate on
+    held-out default and shifted scenes; returns the summary."""
     out = Path(out)
     t0 = time.perf_counter()
-    train = scenes("train", n=n_train, size=input_size, seed=seed)
+    body, item_s = backbone, None
+    if items:
+        body = item_backbone(backbone, seed=seed, verbose=verbose, **items)
+        item_s = round(time.perf_counter() - t0)
+    train = scenes("train", n=n_train, size=input_size, seed=seed, count=count)
     val = scenes("val", n=n_val, size=input_size, seed=seed)
-    seg = segmentation.train(train, val, backbone=backbone, head=head, out_dir=out, input_size=input_size,
-                             head_epochs=head_epochs, epochs=epochs, lr=lr, seed=seed, verbose=verbose,
-                             head_config=head_config or {})
+    seg = segmentation.train(train, val, backbone=body, head=head, out_dir=out, input_size=input_size,
+                             head_epochs=head_epochs, epochs=epochs, lr=lr, class_weights=class_weights, seed=seed,
+                             verbose=verbose, head_config=head_config or {})
     train_s = time.perf_counter() - t0
     seg.save(out / "model")
     summary = {"head": head, "backbone": backbone, "input_size": input_size, "train_scenes": n_train,
-               "head_epochs": head_epochs, "epochs": epochs, "kept": seg.training_config.get("kept"),
-               "train_seconds": round(train_s)}
+               "items_per_scene": list(count) if count else None, "item_step": items or None,
+               "item_step_seconds": item_s, "head_epochs": head_epochs, "epochs": epochs,
+               "kept": seg.training_config.get("kept"), "train_seconds": round(train_s)}
     for style in ("default", "shifted"):
         test = scenes("test", n=n_test, size=input_size, seed=seed, style=style)
         t = time.perf_counter()
@@ -59,8 +89,11 @@ def main(argv=None):
     p.add_argument("--scenes", type=int, help=f"training scenes (default {RECIPE['n_train']})")
     p.add_argument("--epochs", type=int, help=f"unfrozen epochs (default {RECIPE['epochs']})")
     p.add_argument("--head-epochs", type=int, help=f"frozen-backbone epochs (default {RECIPE['head_epochs']})")
+    p.add_argument("--no-items", action="store_true", help="skip step 1 (the item classifier)")
     a = p.parse_args(argv)
     cfg = dict(RECIPE)
+    if a.no_items:
+        cfg["items"] = None
     for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs")):
         if getattr(a, key) is not None:
             cfg[field] = getattr(a, key)

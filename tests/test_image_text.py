@@ -26,7 +26,8 @@ def lit(lite0_96, text_tower):
     """A LiT model trained for a few seconds on 8 Fashion-MNIST classes (30 images each) at 96 px."""
     train = it.fashion_pairs("train", classes=TRAIN_CLASSES, per_class=30)
     val = it.fashion_pairs("test", classes=TRAIN_CLASSES, per_class=5, seed=1)
-    return it.train(train, val, image_model=lite0_96, epochs=6, batch_size=48, queue=96, progress=False, seed=0)
+    return it.train(train, val, image_model=lite0_96, epochs=6, batch_size=48, lr=1e-3, queue=96, progress=False,
+                    seed=0)
 
 
 # ---- losses against hand-computed values -------------------------------------------------------

@@ -44,6 +44,8 @@ KIND_MODULES = {
     "detector": "zoo.tasks.detector",
     "image_text": "zoo.tasks.image_text",
 }
+# named models that are not registry backbones -> the module whose load_named(name) builds them
+NAMED_MODELS = {"mtcnn_faces": "zoo.tasks.detector"}
 # names earlier versions wrote -> kind
 KIND_ALIASES = {"fewshot.KNNClassifier": "fewshot", "verification.Verifier": "verifier"}
 _LOADERS: dict[str, Callable] = {}
@@ -83,6 +85,7 @@ def atomic_write(path, data: bytes | str):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -91,6 +94,12 @@ def atomic_write(path, data: bytes | str):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def replace_dir(new: Path, dest: Path):
@@ -140,6 +149,7 @@ def write_folder(path, kind: str, config: dict, files: dict) -> Path:
     sweep_stale(path.parent, path.name)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         digests = {}
         for name, content in files.items():
             f = tmp / name

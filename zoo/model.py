@@ -309,6 +309,10 @@ def load(name_or_path, weights="imagenet", input_size: int | None = None, precis
         model = zio.load_folder(p, **kwargs)
     elif isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
         raise SavedModelError(f"{p} is not a model folder")
+    elif str(name_or_path) in zio.NAMED_MODELS:
+        import importlib
+
+        return importlib.import_module(zio.NAMED_MODELS[str(name_or_path)]).load_named(str(name_or_path), **kwargs)
     else:
         model = ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
     if runtime != "tensorflow":

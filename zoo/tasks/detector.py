@@ -1,31 +1,40 @@
 """``Detector``: boxes, classes and scores from a zoo backbone's P3-P5 pyramid (RetinaNet).
 
-Built from keras-hub's RetinaNet parts: ``FeaturePyramid``, ``PredictionHead``,
-``AnchorGenerator``, ``RetinaNetLabelEncoder`` (IoU ``BoxMatcher``) and ``NonMaxSuppression``,
-with Keras' box delta encoding, ``BinaryFocalCrossentropy`` and ``Huber`` losses. Chosen after
-reading both candidates' source (keras-hub 0.32, keras-cv 0.9):
+Built from keras-hub's RetinaNet parts (``FeaturePyramid``, ``PredictionHead``,
+``AnchorGenerator``, ``RetinaNetLabelEncoder`` with its IoU ``BoxMatcher``) and Keras' box delta
+encoding, ``BinaryFocalCrossentropy`` and ``Huber`` losses. Chosen after reading both
+candidates' source (keras-hub 0.32, keras-cv 0.9; ``bench/detect.py`` prints these facts):
 
-- keras-cv's ``YOLOV8Detector`` (frozen project): its loss is CIoU + BCE with no distribution
-  focal term, so the 16-bin box distributions are trained only through the IoU of their mean; the
-  class convolutions start at bias 0 (every location scores 0.5 against 99% background, where
-  Ultralytics starts near 0.01); it wants a keras-cv ``Backbone`` with layer-name
-  ``pyramid_level_inputs``; its ``PyCOCOCallback`` drops class 0 (keras-cv issue 2402). Users
-  report mAP50 0.05 where Ultralytics gets 0.94 on the same data (issue 2442, open).
+- keras-cv's ``YOLOV8Detector`` (a frozen project): its loss is CIoU + BCE with no distribution
+  focal term, so the 16-bin box distributions learn only through the IoU of their mean; its
+  class convolutions start at bias 0 (every location scores 0.5 against ~99% background, where
+  Ultralytics starts near 0.01); it needs a keras-cv ``Backbone`` with layer-name
+  ``pyramid_level_inputs``; its ``PyCOCOCallback`` counts only boxes of class > 0 (issue 2402).
+  Users report mAP50 0.05 where Ultralytics gets 0.94 on the same data (issue 2442, open).
 - keras-hub's ``RetinaNetObjectDetector`` (maintained) takes any encoder exposing
-  ``pyramid_outputs`` but, as shipped: hard-codes 256-filter heads (at 128 px about 1.1 GMACs,
-  8x the Lite0 backbone); puts the focal-loss prior bias (-4.6) on the *box* head and none on the
-  class head (torchvision and the paper put it on the class logits); decodes boxes without the
-  encoder's ``box_variance``; and its ``BoxMatcher`` never forces a match, so an object that no
-  anchor overlaps at IoU 0.5 (thin or small items) is never a positive.
+  ``pyramid_outputs`` but, as shipped: hard-codes 256-filter heads (at 128 px with its default
+  4 convolutions on P3-P7 about 1.9 GMACs, 14x the Lite0 backbone's 0.13); puts the focal-loss
+  prior bias (-4.6) on the *box* head and none on the class head (the paper and torchvision put
+  it on the class logits); draws head kernels from N(0, 0.05), which on these unnormalised
+  features made the first epoch's mean loss 50x its starting value, after which training sat at
+  "no objects anywhere" (measured); decodes boxes without the encoder's ``box_variance``; and its
+  ``BoxMatcher`` never forces a match, so an object that no anchor overlaps at IoU 0.5 (thin or
+  small items) is never a positive.
 
-So the same parts are assembled here with those four things set right: ``filters``-wide heads,
-the prior on the class head, one ``box_variance`` (0.1, 0.1, 0.2, 0.2) for encoding and decoding,
-each object force-matched to its best anchor, and anchors sized for small inputs (``anchor_size``
-2: 16 to 101 px over P3-P5). Hand-written glue: the pyramid from ``ZooModel.feature_network``,
-the per-batch targets and loss weights (the arithmetic of ``RetinaNetObjectDetector.compute_loss``,
-done in the input pipeline so the model stays a plain functional Keras model), letterboxing
-images of any size in and boxes back out, and COCO evaluation through pycocotools.
-NMS is keras-hub's: class-agnostic, one label (the best class) per box.
+So the parts are assembled here with those things set right: 64-filter heads with GroupNorm and
+N(0, 0.01) kernels (torchvision's), the prior on the class head, one ``box_variance``
+(0.1, 0.1, 0.2, 0.2) for encoding and decoding, each object force-matched to its best anchor,
+and anchors sized for small inputs (``anchor_size`` 2: 16 to 101 px over P3-P5); the whole
+detector costs about 0.09 GMACs beyond the backbone at 128 px. With force matching, keras-hub
+0.32's ``BoxMatcher`` indexes one past the objects for anchors no object claims unless a
+padding row comes first; :meth:`Detector.targets` always appends one.
+
+Hand-written glue: the pyramid from ``ZooModel.feature_network``; the per-batch targets and loss
+weights (the arithmetic of ``RetinaNetObjectDetector.compute_loss``, done in the input pipeline
+so the model stays a plain functional Keras model); letterboxing images of any size in and boxes
+back out; decoding and NMS with TensorFlow's ``combined_non_max_suppression`` (keras-hub's
+``NonMaxSuppression`` layer, a keras-ops port of TF's padded NMS, added twice the network's own
+time per batch on this CPU); COCO evaluation through pycocotools.
 """
 from __future__ import annotations
 
@@ -100,38 +109,35 @@ def build_network(pixels, normalized, feature_network, levels, num_classes: int,
             "cls_logits": keras.layers.Concatenate(axis=1, name="cls_logits", dtype="float32")(classes)}
 
 
-def make_nms(score_threshold: float, iou_threshold: float, max_detections: int):
-    """keras-hub's NonMaxSuppression on logits: class-agnostic, the best class labels each box."""
-    _, NonMaxSuppression, _, _, _ = _hub()
-    return NonMaxSuppression("xyxy", from_logits=True, iou_threshold=iou_threshold,
-                             confidence_threshold=score_threshold, max_detections=max_detections)
-
-
-def postprocess(outputs: dict, anchors, variance, nms, class_agnostic: bool = True):
+def postprocess(outputs: dict, anchors, variance, score_threshold: float = 0.3, iou_threshold: float = 0.5,
+                max_detections: int = 100, class_agnostic: bool = True):
     """Raw network outputs -> padded ``(boxes xyxy, scores, labels, count)`` per image.
 
     Only the ``4 * max_detections`` (at least 300) most confident anchors go through NMS (as
-    torchvision's top-k candidates): the padded NMS costs the square of the boxes it sees.
-    Log-size deltas are clamped (torchvision's ``log(1000/16)``) so a wild output cannot overflow.
-    ``class_agnostic``: keras-hub's NMS (one box per place, labelled with its best class); else
-    TensorFlow's per-class NMS, where a box may also stand for its runner-up classes (COCO's
-    evaluation protocol, as torchvision's RetinaNet: a confusable item still counts, ranked lower).
+    torchvision's top-k candidates). Log-size deltas are clamped (torchvision's ``log(1000/16)``)
+    so a wild output cannot overflow. ``class_agnostic``: one box per place, labelled with its
+    best class (keras-hub's NonMaxSuppression semantics); else NMS per class, where a box may also
+    stand for its runner-up classes (COCO's evaluation protocol, as torchvision's RetinaNet: a
+    confusable item still counts, ranked lower). Both run TensorFlow's
+    ``combined_non_max_suppression``: keras-hub's NMS layer (a keras-ops port of the padded TF
+    NMS) added twice the network's time per batch on this CPU, the native op about a tenth.
     """
     logits, deltas = outputs["cls_logits"], outputs["bbox_regression"]
-    top_k = min(int(anchors.shape[0]), max(4 * int(nms.max_detections), 300))
+    top_k = min(int(anchors.shape[0]), max(4 * int(max_detections), 300))
     _, idx = tf.math.top_k(tf.reduce_max(logits, -1), top_k)
     cap = tf.constant([np.inf, np.inf, MAX_LOG_SIZE / variance[2], MAX_LOG_SIZE / variance[3]], tf.float32)
     deltas = tf.minimum(tf.gather(deltas, idx, batch_dims=1), cap)
     boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
         tf.gather(anchors, idx), deltas, anchor_format="xyxy", box_format="xyxy", encoded_format="center_xywh",
         variance=variance)
-    logits = tf.gather(logits, idx, batch_dims=1)
-    if class_agnostic:
-        r = nms(boxes, logits)
-        return r["boxes"], r["confidence"], r["labels"], r["num_detections"]
+    probs = tf.sigmoid(tf.gather(logits, idx, batch_dims=1))
+    scores = tf.reduce_max(probs, -1, keepdims=True) if class_agnostic else probs
     b, s, c, n = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :], tf.sigmoid(logits), nms.max_detections, nms.max_detections,
-        iou_threshold=nms.iou_threshold, score_threshold=nms.confidence_threshold, clip_boxes=False)
+        boxes[:, :, None, :], scores, max_detections, max_detections, iou_threshold=iou_threshold,
+        score_threshold=score_threshold, clip_boxes=False)
+    if class_agnostic:  # the kept boxes' best class: find each kept box among the candidates
+        same = tf.reduce_all(tf.equal(b[:, :, None, :], boxes[:, None, :, :]), -1)          # (B, D, K)
+        c = tf.argmax(tf.reduce_max(tf.where(same[..., None], probs[:, None], -1.0), 2), -1)
     return b, s, tf.cast(c, tf.int32), n
 
 
@@ -222,15 +228,15 @@ class Detector(ZooModel):
     def _decode_fn(self, score_threshold: float, iou_threshold: float, max_detections: int, batch_size: int,
                    class_agnostic: bool = True):
         """A traced call: a batch of ``batch_size`` letterboxed images -> padded (boxes, scores,
-        labels, count) after NMS (keras-hub's NMS needs a static batch size)."""
+        labels, count) after NMS (traced once per batch size: the last batch is padded)."""
         key = ("detect", float(score_threshold), float(iou_threshold), int(max_detections), int(batch_size),
                bool(class_agnostic))
         if key not in self._fns:
             model, anchors, variance = self.detection_model, self.anchors, list(self.head_config["box_variance"])
-            nms = make_nms(score_threshold, iou_threshold, max_detections)
 
             def call(x):
-                return postprocess(model(x, training=False), anchors, variance, nms, class_agnostic)
+                return postprocess(model(x, training=False), anchors, variance, score_threshold, iou_threshold,
+                                   max_detections, class_agnostic)
             spec = tf.TensorSpec((batch_size, self.input_size, self.input_size, 3), tf.float32)
             self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
