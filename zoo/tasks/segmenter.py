@@ -40,12 +40,14 @@ UNET_DEFAULTS = {"filters": [128, 64, 48, 32], "fine_filters": [16], "stem": "pi
                  "dropout": 0.1}
 DEEPLAB_DEFAULTS = {"aspp_level": "P4", "low_level": "P2", "dilation_rates": [2, 4, 6],
                     "projection_filters": 48}
+BN_MOMENTUM = 0.9  # head BatchNorm: Keras' 0.99 leaves the moving statistics far from the batch ones
+#   after the few hundred steps of a short run, so validation (inference mode) lagged training
 BILINEAR_LIMIT = 40_000_000  # above this many output values, argmax first and resize by nearest
 
 
 def _conv(x, filters, kernel, name, stride=1):
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -53,7 +55,7 @@ def _up(x, hw, filters, how, name):
     """Upsample ``x`` to ``hw`` = (h, w) and set ``filters`` channels."""
     if how == "transpose":
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False, name=f"{name}_tconv")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_tbn")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_tbn")(x)
         x = keras.layers.ReLU(name=f"{name}_trelu")(x)
         if tuple(x.shape[1:3]) != tuple(hw):
             x = keras.layers.Resizing(*hw, interpolation="bilinear", name=f"{name}_fit")(x)
@@ -82,7 +84,7 @@ def unet_head(pixels, normalized, feats: dict, num_classes: int, cfg: dict):
     """The U-Net decoder on pyramid ``feats`` (deepest first); returns logits at full size."""
     levels = sorted(feats, reverse=True)  # P5, P4, P3, P2
     filters = list(cfg["filters"]) + [cfg["filters"][-1]] * max(0, len(levels) - len(cfg["filters"]))
-    x = _conv(feats[levels[0]], filters[0], 1, f"dec_{levels[0]}")
+    x = _conv(feats[levels[0]], filters[0], int(cfg.get("top_kernel", 1)), f"dec_{levels[0]}")
     for level, f in zip(levels[1:], filters[1:]):
         skip = feats[level]
         x = _up(x, skip.shape[1:3], f, cfg["upsample"], f"dec_{level}")
