@@ -91,7 +91,10 @@ def evaluate_episodes(dataset, n_way: int = 5, k_shot: int = 5, n_query: int = 1
     if embeddings is None:
         m = resolve_model(model)
         sub = images[rows] if isinstance(images, np.ndarray) else [images[r] for r in rows]
-        e, _, skipped = m.embed(sub, batch_size=batch_size, progress=False, return_sources=True)
+        from zoo.runtimes import bulk_model
+
+        e, _, skipped = bulk_model(m, "auto", len(sub)).embed(sub, batch_size=batch_size, progress=False,
+                                                             return_sources=True)
         if len(e) != len(rows):
             raise RecipeError(f"{len(rows) - len(e)} images could not be read: {skipped[:3]}")
         feats = np.zeros((len(labels), e.shape[1]), np.float32)

@@ -227,3 +227,30 @@ def test_verifier_pair_graph(lite0_96, photos, tmp_path):
     np.testing.assert_allclose(got["score"], want, atol=1e-4)
     np.testing.assert_array_equal(got["same"], want >= 0.7)
     assert got["same"][0] and got["same"][2]  # an image is the same as itself
+
+
+def test_bulk_jobs_default_to_tflite_on_a_cpu(lite0_96, fmnist_sample, monkeypatch):
+    """Few-shot (and index building, verification pairs) on 200+ images run through TFLite on a
+    machine without a GPU: it wins 1.7-3.1x (bench/runtimes.py), so issue 12 makes it the default.
+    The answers are TensorFlow's; small jobs and ZOO_RUNTIME=tensorflow stay on TensorFlow."""
+    from zoo.tasks.fewshot import KNNClassifier
+
+    x, y = fmnist_sample("train", 20)  # 200 images
+    q, _ = fmnist_sample("test", 6, seed=3)
+    monkeypatch.delenv("ZOO_RUNTIME", raising=False)
+    fast = zrt.bulk_model(lite0_96, "auto", len(x))
+    if zrt.has_gpu():
+        assert fast is lite0_96  # GPUs keep TensorFlow
+        return
+    assert isinstance(fast, zrt.RuntimeModel) and fast.runtime == "tflite"
+    assert zrt.bulk_model(lite0_96, "auto", len(x)) is fast  # compiled once per process
+    assert zrt.bulk_model(lite0_96, "auto", 20) is lite0_96  # too small to pay for the conversion
+    assert _cosine(fast.embed(q, progress=False), lite0_96.embed(q, progress=False)).min() > 0.9999
+    knn_fast = KNNClassifier(lite0_96).fit(x, y)
+    monkeypatch.setenv("ZOO_RUNTIME", "tensorflow")
+    assert zrt.bulk_model(lite0_96, "auto", 10_000) is lite0_96
+    knn_tf = KNNClassifier(lite0_96).fit(x, y)
+    np.testing.assert_allclose(knn_fast.transform(q), knn_tf.transform(q), atol=1e-3)
+    assert (knn_fast.predict(q) == knn_tf.predict(q)).mean() == 1.0
+    with pytest.raises(zrt.RuntimeModelError, match="runtime must be one of"):
+        zrt.bulk_runtime("tpu")

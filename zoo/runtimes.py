@@ -291,3 +291,55 @@ def open_export(path, runtime: str | None = None, batch_size: int = BATCH_SIZE, 
         raise RuntimeModelError(f"{path} is a {meta['export_format']} export: load it with tf.saved_model.load, "
                             f"or export as {'/'.join(k for k in FORMATS if k != 'saved_model')}")
     return RuntimeModel(open_runner(f, runtime, num_threads), meta, None, batch_size)
+
+
+# ---- the default for bulk jobs (index building, few-shot, verification pairs) ----------------
+AUTO_MIN_IMAGES = 200  # below this the one-off conversion (about 4 s for Lite0 here) outweighs the gain
+_bulk_cache: "weakref.WeakKeyDictionary" = None  # model -> its compiled RuntimeModel, per process
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def bulk_runtime(runtime: str = "auto", n_images: int | None = None) -> str:
+    """The runtime a bulk embedding job uses. ``"auto"`` (or ``$ZOO_RUNTIME``) means TFLite on a
+    machine without a GPU (bench/runtimes.py: 1.7-3.1x TensorFlow's img/s for Lite0 on the
+    2-core CPU, cosine 0.9999998), TensorFlow on a GPU or for jobs under ``AUTO_MIN_IMAGES``."""
+    runtime = os.environ.get("ZOO_RUNTIME", runtime) if runtime == "auto" else runtime
+    if runtime != "auto":
+        return check_runtime(runtime)
+    if (n_images is not None and n_images < AUTO_MIN_IMAGES) or has_gpu():
+        return "tensorflow"
+    return "tflite"
+
+
+def bulk_model(model, runtime: str = "auto", n_images: int | None = None):
+    """``model`` run by :func:`bulk_runtime`'s choice: compiled once per process (and cached on
+    disk). A model that does not convert stays on TensorFlow, with a warning."""
+    import weakref
+
+    from zoo.model import ZooModel
+
+    global _bulk_cache
+    if model is None or isinstance(model, RuntimeModel) or not isinstance(model, ZooModel):
+        return model
+    chosen = bulk_runtime(runtime, n_images)
+    if chosen == "tensorflow":
+        return model
+    _bulk_cache = _bulk_cache if _bulk_cache is not None else weakref.WeakKeyDictionary()
+    key = (chosen, model.fingerprint())
+    held = _bulk_cache.get(model)
+    if held is not None and held[0] == key:
+        return held[1]
+    try:
+        fast = compile_model(model, chosen)
+    except Exception as exc:  # noqa: BLE001 - any converter failure: TensorFlow still gives the answer
+        if runtime != "auto":
+            raise
+        log.warning("%s does not convert to %s (%s); embedding with TensorFlow", model.name, chosen, exc)
+        fast = model
+    _bulk_cache[model] = (key, fast)
+    return fast

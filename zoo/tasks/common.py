@@ -20,8 +20,9 @@ def is_embeddings(x) -> bool:
     return isinstance(x, np.ndarray) and x.ndim == 2 and np.issubdtype(x.dtype, np.floating)
 
 
-def embed(model, x, batch_size: int = 64) -> np.ndarray:
-    """(N, D) float32 embeddings of images ``x`` (or ``x`` itself if already embeddings)."""
+def embed(model, x, batch_size: int = 64, runtime: str = "auto") -> np.ndarray:
+    """(N, D) float32 embeddings of images ``x`` (or ``x`` itself if already embeddings), run by
+    :func:`zoo.runtimes.bulk_runtime` (TFLite on a CPU-only machine for jobs of 200 images or more)."""
     if is_embeddings(x):
         if model is not None and x.shape[1] != model.feature_dim:
             raise RecipeError(f"embeddings have {x.shape[1]} dimensions but {model.name} makes "
@@ -30,7 +31,10 @@ def embed(model, x, batch_size: int = 64) -> np.ndarray:
     if model is None:
         raise RecipeError("this object has no model, so it takes only precomputed embeddings (a 2-D float "
                           "array); pass model='efficientnet_lite0' (or a ZooModel) to use images")
-    return model.embed(x, batch_size=batch_size, progress=False)
+    from zoo.runtimes import bulk_model
+
+    n = len(x) if isinstance(x, (list, tuple, np.ndarray)) else None
+    return bulk_model(model, runtime, n).embed(x, batch_size=batch_size, progress=False)
 
 
 def model_record(model) -> dict | None:

@@ -29,7 +29,10 @@ def _embed_labelled(model, images, labels, batch_size=64):
             raise RecipeError("labels are required unless images is a folder with one subfolder per class")
     labels = np.asarray(labels)
     if model is not None and not is_embeddings(images) and isinstance(images, (list, tuple)):
-        r = model.embed(images, batch_size=batch_size, progress=False, return_sources=True)
+        from zoo.runtimes import bulk_model
+
+        r = bulk_model(model, "auto", len(images)).embed(images, batch_size=batch_size, progress=False,
+                                                          return_sources=True)
         where = {str(Path(p)): i for i, p in enumerate(images)}
         e, labels = r.outputs, labels[[where[str(p)] for p in r.sources]]
     else:
