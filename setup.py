@@ -3,7 +3,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 core = [l.strip() for l in Path(__file__).with_name("requirements.txt").read_text().splitlines()
-        if l.strip() and not l.startswith("#") and not l.startswith(("streamlit", "pytest", "mtcnn", "selenium"))]
+        if l.strip() and not l.startswith("#") and not l.startswith(("streamlit", "pytest", "mtcnn", "selenium", "apache-beam"))]
 
 setup(
     name="zoo",
@@ -16,6 +16,7 @@ setup(
     install_requires=core,
     extras_require={
         "gpu": ["faiss-gpu"],
+        "beam": ["apache-beam>=2.60"],  # zoo.index.build(engine="beam")
         "apps": ["streamlit>=1.40"],
         "faces": ["mtcnn"],
         "test": ["pytest>=8"],

@@ -254,3 +254,10 @@ def test_bulk_jobs_default_to_tflite_on_a_cpu(lite0_96, fmnist_sample, monkeypat
     assert (knn_fast.predict(q) == knn_tf.predict(q)).mean() == 1.0
     with pytest.raises(zrt.RuntimeModelError, match="runtime must be one of"):
         zrt.bulk_runtime("tpu")
+    # an index built through TFLite is searched by the TensorFlow model it is bound to
+    monkeypatch.delenv("ZOO_RUNTIME")
+    import zoo
+
+    idx = zoo.index.build(x, model=lite0_96, progress=False)
+    r = idx.search(x[:8], k=1)
+    assert list(r.ids[:, 0]) == list(idx.build_report.ids[:8]) and r.scores[:, 0].min() > 0.9999

@@ -53,6 +53,7 @@ class FinetuneConfig:
     verbose: int | None = None
     freeze_bn: bool = True           # BatchNorm in inference mode when unfrozen (Keras guide)
     run_eagerly: bool = False        # debug / one-step smoke runs: skips graph tracing
+    backup_dir: str | None = None    # BackupAndRestore for the unfrozen phase: a killed job resumes its epoch
 
 
 class Throughput(keras.callbacks.Callback):
@@ -72,6 +73,92 @@ class Throughput(keras.callbacks.Callback):
 
 
 # ---- generic steps ---------------------------------------------------------------------------
+def worker_role(strategy) -> tuple[bool, int]:
+    """(is_chief, task id) under ``strategy``; (True, 0) for single-process strategies.
+
+    Keras 3 callbacks know nothing of workers, so under MultiWorkerMirroredStrategy only the
+    chief writes ``out_dir`` (checkpoints, plots); every worker trains the same replicated model.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return True, 0
+    return bool(strategy.extended.should_checkpoint), int(resolver.task_id or 0)
+
+
+def backup_dir_for(backup_dir, strategy) -> Path | None:
+    """Where this worker keeps its BackupAndRestore files: ``backup_dir`` itself in a one-process
+    run, ``backup_dir/worker-N`` under MultiWorkerMirroredStrategy. Each worker restores its own
+    copy, so no two write one file, and each removes only its own folder when training ends."""
+    if backup_dir is None:
+        return None
+    if getattr(strategy, "cluster_resolver", None) is None or \
+            not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return Path(backup_dir)
+    return Path(backup_dir) / f"worker-{worker_role(strategy)[1]}"
+
+
+def _fix_keras_multi_worker_reduce():
+    """Keras 3 (3.15 here) averages each step's metrics across workers with
+    ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalar loss and accuracy
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). This wraps its
+    ``reduce_per_replica`` so that scalars are averaged across workers only (``axis=None``);
+    every other case goes to the original unchanged. Installed once, by :func:`multi_worker_fit_fix`."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as kt
+
+    original = kt.reduce_per_replica
+    if getattr(original, "zoo_fixed", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not kt._collective_all_reduce_multi_worker(strategy):
+            return original(values, strategy, reduction)
+
+        def mean(v):
+            local = strategy.experimental_local_results(v)[0] if kt._is_per_replica_instance(v) else v
+            return strategy.reduce("MEAN", v, axis=0 if local.shape.rank else None)
+
+        return tree.map_structure(mean, values)
+
+    reduce_per_replica.zoo_fixed = True
+    kt.reduce_per_replica = reduce_per_replica
+
+
+def multi_worker_fit_fix(model: keras.Model, strategy):
+    """Let ``model.fit`` run under MultiWorkerMirroredStrategy; Keras 3 fails there before
+    the first step (keras-team/keras#20585, tensorflow/tensorflow#72388):
+
+    - fit builds the model from its first batch with ``strategy.reduce("MEAN", batch)``, which
+      the collective strategy cannot do for an (x, y) tuple ("Attempt to convert a value
+      (PerReplica...)"); this model builds from the dataset's element spec instead, without
+      opening an iterator (a second iterator would start a different shuffle order than a
+      one-worker run sees);
+    - the per-step metrics are reduced along an axis that scalars lack
+      (:func:`_fix_keras_multi_worker_reduce`).
+
+    A no-op outside multi-worker training."""
+    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        return model
+    _fix_keras_multi_worker_reduce()
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:  # shapes and dtypes only: opening an iterator here would use up a reshuffle
+            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+    return model
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard ``ds`` across workers by element (DATA): our datasets come from arrays or decoded
+    files in one pipeline, which FILE sharding (the AUTO default's first try) cannot split."""
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opts)
+
+
 def policy_for(precision: str) -> str:
     """Keras dtype policy: mixed float16 on GPU by default, float32 on CPU (bfloat16 on request)."""
     if precision == "auto":
@@ -213,32 +300,46 @@ def fit_head(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, strategy
         head_model.compile(keras.optimizers.AdamW(cfg.head_lr, weight_decay=cfg.weight_decay),
                            keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                            metrics=["accuracy"], jit_compile=use_xla())
-    h = head_model.fit(feats[0], keras.utils.to_categorical(feats[1], n), batch_size=256,
-                       epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
-                       validation_data=(vfeats[0], keras.utils.to_categorical(vfeats[1], n)) if vfeats else None,
-                       callbacks=list(callbacks or []))
+    multi_worker_fit_fix(head_model, strategy)
+    # tf.data rather than arrays: Keras 3 cannot distribute arrays under MultiWorkerMirroredStrategy
+    def dataset(f, shuffle):
+        ds = tf.data.Dataset.from_tensor_slices((f[0], keras.utils.to_categorical(f[1], n)))
+        if shuffle:
+            ds = ds.shuffle(len(f[0]), seed=cfg.seed, reshuffle_each_iteration=True)
+        return shard_by_data(ds.batch(256))
+
+    h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
+                       validation_data=dataset(vfeats, False) if vfeats else None, callbacks=list(callbacks or []))
     head_val = h.history.get("val_accuracy", [None])[-1]
     log.info("head: val accuracy %s", head_val)
     return h.history, head_val
 
 
 def fit_unfrozen(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, strategy, callbacks, verbose, out_dir):
-    """Phase 2: the whole network (or its last stages) with augmentation. Returns the Keras history."""
+    """Phase 2: the whole network (or its last stages) with augmentation. Returns the Keras history.
+
+    With ``cfg.backup_dir`` a ``BackupAndRestore`` callback saves weights, optimizer and epoch at
+    each epoch's end; a job killed and started again with the same arguments resumes from the
+    last finished epoch (the cached-feature head phase before it is simply run again)."""
     n = len(train.class_names)
     steps = max(1, math.ceil(len(train) / cfg.batch_size))
     augment = build_augmentation(cfg.augment, cfg.seed)
     onehot = lambda x, y: (x, tf.one_hot(y, n))  # noqa: E731
-    tds = train.batches(clf.input_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
-                        repeat=True).map(onehot)
-    vds = val.batches(clf.input_size, cfg.batch_size).map(onehot) if val is not None else None
+    tds = shard_by_data(train.batches(clf.input_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+                                      repeat=True).map(onehot))
+    vds = shard_by_data(val.batches(clf.input_size, cfg.batch_size).map(onehot)) if val is not None else None
     with strategy.scope():
         unfreeze_backbone(clf, cfg.unfreeze, cfg.freeze_bn)
         clf.classifier_model.compile(
             cosine_adamw(cfg.lr, steps * cfg.epochs, cfg.weight_decay, cfg.warmup_fraction),
             keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing), metrics=["accuracy"],
             jit_compile=use_xla(), run_eagerly=cfg.run_eagerly)
-    cbs = fit_callbacks("val_accuracy" if vds is not None else None, cfg.patience, out_dir,
-                        [Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])])
+    multi_worker_fit_fix(clf.classifier_model, strategy)
+    backup = backup_dir_for(cfg.backup_dir, strategy)
+    first = [keras.callbacks.BackupAndRestore(str(backup))] if backup is not None else []
+    cbs = fit_callbacks("val_accuracy" if vds is not None else None, cfg.patience,
+                        out_dir if worker_role(strategy)[0] else None,
+                        [*first, Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])])
     h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
                                  callbacks=cbs, verbose=verbose)
     return h.history
@@ -261,12 +362,20 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
     ``fit`` (the head on cached features, then the unfrozen network; each phase begins with
     ``on_train_begin``), e.g. for live progress in the apps. Which phase was kept is in
     ``clf.training_config["kept"]`` and the saved folder's config.
+
+    ``strategy``: e.g. ``tf.distribute.MultiWorkerMirroredStrategy()`` (created first thing in
+    each worker, with ``TF_CONFIG`` set): every worker calls ``finetune`` with the same
+    arguments and seed; the data are sharded by element, and only the chief writes ``out_dir``
+    (see tests/test_distributed.py and docs/scale.md).
     """
     cfg = FinetuneConfig(**kwargs)
     verbose = verbosity(cfg.verbose)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = worker_role(strategy)[0]
+    if not chief:  # under MultiWorkerMirroredStrategy only the chief writes out_dir
+        out_dir = None
     train, val = prepare_data(train, val, cfg, class_names)
     keras.utils.set_random_seed(cfg.seed)
-    strategy = strategy or tf.distribute.get_strategy()
     policy = policy_for(cfg.precision)
     with strategy.scope(), dtype_policy(policy):
         clf = FineTunedClassifier(copy_backbone(model, policy), train.class_names, cfg.dropout)

@@ -23,7 +23,8 @@ def _cmd_build(a):
     image_inputs([a.dir])  # a missing or empty folder is named before the model loads
     idx = build(a.dir, model=a.model, out=a.out, overwrite=a.overwrite, metric=a.metric, index_type=a.type,
                 recall=a.recall, input_size=a.input_size, batch_size=a.batch_size, work_dir=a.work_dir,
-                shard_size=a.shard_size)
+                shard_size=a.shard_size, engine=a.engine, beam_options=a.beam_option or None,
+                runtime=a.runtime)
     skipped = idx.build_report.skipped
     report_skipped(skipped)
     p = idx.plan
@@ -134,6 +135,14 @@ def add_parser(subparsers):
     s.add_argument("--shard-size", type=positive_int, default=1024, help="images per resumable shard")
     s.add_argument("--work-dir", help="keep shards here (default OUT.work, removed on success); "
                                       "re-run the same command to resume an interrupted build")
+    s.add_argument("--engine", default="local", choices=["local", "beam"],
+                   help="embed the shards in this process (local) or in an Apache Beam pipeline (beam)")
+    s.add_argument("--beam-option", action="append", metavar="--FLAG=VALUE",
+                   help="a Beam pipeline option for --engine beam, repeatable, e.g. "
+                        "--beam-option=--runner=FlinkRunner (default: the local BundleBasedDirectRunner)")
+    s.add_argument("--runtime", default="auto", choices=["auto", "tensorflow", "tflite", "onnxruntime"],
+                   help="what embeds the images; auto: TFLite on a machine without a GPU for 200+ images "
+                        "(about 2.5x TensorFlow here), else TensorFlow")
     s.set_defaults(func=_cmd_build)
 
     s = sub.add_parser("search", help="nearest indexed images to query images")
