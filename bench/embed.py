@@ -5,6 +5,7 @@ plain ``tf.function`` call on preprocessed in-memory batches (model only: no dec
 no resizing). Also bfloat16 (AMX) against float32: speed and embedding agreement.
 
     python bench/embed.py [--model efficientnet_lite0] [--images 512] [--reps 3]
+TFLite and ONNX Runtime against this TensorFlow call, in the same run: ``bench/runtimes.py``.
 """
 from __future__ import annotations
 

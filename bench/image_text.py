@@ -1,9 +1,9 @@
 """Zero-shot Fashion-MNIST from class names: the ConSE baseline vs LiT trained with two classes held out.
 
-    python bench/image_text.py [--per-class 1500] [--test-per-class 200] [--input-size 64]
+    python bench/image_text.py [--per-class 2000] [--test-per-class 200] [--input-size 96]
 
 - ConSE: EfficientNet-Lite0 (224 px, ImageNet head) + all-MiniLM-L6-v2, no image-text training.
-- LiT: the same Lite0 locked (64 px embeddings, computed once) + MiniLM locked; SigLIP loss, an MLP
+- LiT: the same Lite0 locked (96 px embeddings, computed once) + MiniLM locked; SigLIP loss, an MLP
   image head into MiniLM's space (identity text head). Trained on captions of 8 classes; Sandal and
   Bag (chosen before any measurement) and some wordings of every class are never in a caption.
 - Zero-shot is 10-way over FASHION_NAMES on a stratified test subset. "calibrated": calibrated
@@ -83,9 +83,9 @@ def cached(what: str, key: dict, compute):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--per-class", type=int, default=1500, help="training images per seen class")
+    ap.add_argument("--per-class", type=int, default=2000, help="training images per seen class")
     ap.add_argument("--test-per-class", type=int, default=200)
-    ap.add_argument("--input-size", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-conse", action="store_true")
     a = ap.parse_args()

@@ -202,9 +202,25 @@ def test_tour_of_the_other_pages(server, browser, shots):
         ("fewshot", ["queries right", "Same k-NN on raw pixels"]),
         ("verify", ["Cosine similarity", "Decision", "same"]),
         ("finetune", ["Start fine-tuning"]),
+        ("segment", ["Segment"]),
     ]:
         browser.get(f"{server}/{path}")
         text = wait_text(browser, *texts)
         assert not [e for e in errors(browser) if "Could not" in e], errors(browser)
         assert "Traceback" not in text
         shots(browser, f"page_{path or 'overview'}")
+
+
+def test_detect_faces_and_zero_shot_in_browser(server, browser, shots):
+    """The Detect page with MTCNN on the bundled astronaut photo (one face), and the Image-text
+    page naming the bundled cat from typed class names with no image-text training (ConSE)."""
+    browser.get(f"{server}/detect")
+    wait_text(browser, "Detect")
+    click_label(browser, "MTCNN faces")
+    text = wait_text(browser, "1 detections at score")
+    assert "Traceback" not in text
+    shots(browser, "page_detect_faces")
+    browser.get(f"{server}/image_text")
+    text = wait_text(browser, "ConSE:", "Class names")
+    assert "ConSE: cat (" in text, text
+    shots(browser, "page_image_text")

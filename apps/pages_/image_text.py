@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -121,6 +122,8 @@ with zs_tab:
                 if trained is not None:
                     cols["trained (LiT)"] = trained.zero_shot(loaded.image[None], names)[0]
                 with c2:
+                    st.markdown(" · ".join(f"**{k}:** {names[int(np.argmax(v))]} ({float(np.max(v)):.0%})"
+                                           for k, v in cols.items()))
                     probabilities_table(names, cols)
                     st.caption("ConSE: the 10 most probable ImageNet classes' names, weighted by probability, "
                                "against each class name. " + ("The trained model saw only its own captions "
