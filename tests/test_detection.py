@@ -351,3 +351,30 @@ def test_detect_page(trained, tmp_path, monkeypatch):
         at.sidebar.radio[0].set_value("MTCNN faces").run()
         assert not at.exception and not at.error
         assert at.dataframe[0].value["label"].tolist() == ["face"]
+
+
+@pytest.mark.slow  # shares the trained fixture
+def test_export_saved_model_and_onnx_match_detect(trained, tmp_path):
+    """Issue 12: the detector exports with preprocessing, decoding and NMS inside; SavedModel and
+    ONNX Runtime give detect()'s boxes on images at the input size. TFLite is refused (no NMS op)."""
+    import tensorflow as tf
+
+    from zoo.export import ExportError
+    from zoo.runtimes import open_runner
+
+    det = trained[0]
+    s = detection.scenes("test", n=8, size=det.input_size)
+    want = det.detect(s.images, score_threshold=0.3)
+    served = tf.saved_model.load(str(det.export(tmp_path / "sm", format="saved_model"))).signatures["serving_default"]
+    got_sm = {k: v.numpy() for k, v in served(images=tf.constant(s.images)).items()}
+    got_onnx = open_runner(det.export(tmp_path / "det.onnx", format="onnx"))(images=s.images)
+    for got in (got_sm, got_onnx):
+        for i, w in enumerate(want):
+            n = int(got["count"][i])
+            assert n == len(w["boxes"]), (i, n, len(w["boxes"]))
+            np.testing.assert_allclose(got["boxes"][i, :n], w["boxes"], atol=0.05)
+            np.testing.assert_allclose(got["scores"][i, :n], w["scores"], atol=1e-4)
+            np.testing.assert_array_equal(got["labels"][i, :n], w["labels"])
+    assert sum(len(w["boxes"]) for w in want) > 0  # something was detected to compare
+    with pytest.raises(ExportError, match="non-max suppression"):
+        det.export(tmp_path / "det.tflite", format="tflite")

@@ -261,3 +261,24 @@ def test_app_page_compares_conse_with_the_trained_model_and_searches(lit, tmp_pa
     assert abs(table["ConSE"].sum() - 1) < 1e-4 and abs(table["trained (LiT)"].sum() - 1) < 1e-4
     captions = [c.value for c in at.caption]
     assert any("most common label: Trouser" in c for c in captions), captions
+
+
+def test_lit_exports_its_image_side_with_a_zero_shot_head(lit, tmp_path):
+    """Issue 12: the trained model's image graph (preprocessing inside) gives encode_images' vectors,
+    and with class names its zero-shot probabilities, through TFLite and ONNX Runtime."""
+    from zoo.data import fashion_mnist
+    from zoo.runtimes import open_runner
+
+    names = ["t-shirt", "trousers", "sneaker", "ankle boot"]
+    x = fashion_mnist("test").subset(per_class=1, seed=2).images
+    px = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(i).convert("RGB")
+                              .resize((lit.input_size,) * 2, 2)) for i in x])  # 2: bilinear
+    want_v, want_p = lit.encode_images(px), lit.zero_shot(px, names)
+    for fmt in ("tflite", "onnx"):
+        path = lit.export(tmp_path / f"lit.{fmt}", format=fmt, class_names=names)
+        got = open_runner(path)(images=px)
+        cos = (got["embedding"] * want_v).sum(1)
+        assert cos.min() > 0.9999, cos
+        assert np.abs(got["probabilities"] - want_p).max() < 1e-3
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        assert meta["kind"] == "image_text" and meta["labels"] == names and meta["dim"] == want_v.shape[1]

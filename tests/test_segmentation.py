@@ -243,3 +243,28 @@ def test_app_page_segments_a_demo_scene_and_an_upload(trained, tmp_path, monkeyp
     at.file_uploader(key="segment_upload").upload("notes.png", b"not pixels" * 50, "image/png")
     at.run()
     assert not at.exception and "not an image" in " ".join(e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_export_tflite_and_onnx_match_the_keras_segmenter(trained, tmp_path):
+    """Issue 12: the segmenter exports with preprocessing inside; both runtimes give the Keras maps.
+    (A trained one: an untrained decoder's logits are so large that float noise flips its maps.)"""
+    from zoo.runtimes import open_runner
+
+    seg, _ = trained
+    sc = S.scenes("test", n=4, size=64)
+    want = seg.segmentation_model(sc.images.astype(np.float32), training=False).numpy()
+    for fmt in ("tflite", "onnx"):
+        path = seg.export(tmp_path / f"seg.{fmt}", format=fmt)
+        got = open_runner(path)(images=sc.images)
+        assert got["probabilities"].shape == want.shape and np.abs(got["probabilities"] - want).max() < 1e-4
+        assert (got["classes"] == want.argmax(-1)).mean() > 0.999
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        assert meta["kind"] == "segmenter" and meta["labels"] == seg.class_names
+
+
+def test_export_refuses_options_of_other_kinds(small_seg, tmp_path):
+    from zoo.export import ExportError
+
+    with pytest.raises(ExportError, match="takes no option class_names"):
+        small_seg.export(tmp_path / "x.onnx", format="onnx", class_names=["a", "b"])

@@ -15,6 +15,11 @@ few-shot head  ``probabilities`` (N, classes), ``confidence`` (N,), ``unknown`` 
                (support set, centring and unknown threshold are constants of the graph)
 verifier       ``embedding`` (N, D), L2-normalised (head included); ``threshold`` in export.json
                (``pair=True``: inputs ``images_a``/``images_b``, outputs ``score``, ``same``)
+segmenter      ``probabilities`` (N, S, S, C), ``classes`` (N, S, S) at the input size
+detector       ``boxes`` (N, D, 4) xyxy, ``scores``, ``labels``, ``count`` after NMS, on a
+               letterboxed input (SavedModel and ONNX; TFLite has no combined NMS)
+image-text     ``embedding`` (N, dim) in the joint space; ``class_names=[...]`` adds zero-shot
+               ``probabilities`` (text vectors as constants)
 =============  =======================================================================
 
 ``out`` is a folder (``model.tflite`` / ``model.onnx`` / the SavedModel itself, plus
@@ -22,7 +27,7 @@ verifier       ``embedding`` (N, D), L2-normalised (head included); ``threshold`
 beside it as ``<file>.json``; ONNX files also carry it in their ``metadata_props``). Writes are
 atomic: a folder is built aside and swapped in; a file goes through a temp file and a rename.
 
-**Adding a kind** (detector, segmenter, image-text...): give the class a method
+**Adding a kind**: give the class a method
 ``export_signature(input_dtype="uint8", **options) -> Signature`` returning a Keras model with one
 input per image tensor (``(None, H, W, 3)`` of ``input_dtype``, made with :func:`pixel_input`)
 and a dict of named outputs, plus the metadata a server needs (labels, thresholds, box format).
@@ -152,8 +157,17 @@ def _layers():
             thr = np.inf if self.threshold is None else float(self.threshold)
             return {"score": s, "same": keras.ops.greater_equal(s, thr)}
 
+    class ArgMax(keras.layers.Layer):
+        """Index of the largest value on the last axis, as int32 (tf.math.argmax: keras.ops.argmax
+        adds bitwise ops for -0.0 that TFLite lacks)."""
+
+        def call(self, x):
+            import tensorflow as tf
+
+            return tf.math.argmax(x, axis=-1, output_type=tf.int32)
+
     return types.SimpleNamespace(ToFloat=ToFloat, FewShotHead=FewShotHead, L2Normalize=L2Normalize,
-                                 PairScore=PairScore)
+                                 PairScore=PairScore, ArgMax=ArgMax)
 
 
 # ---- signatures of the built-in kinds --------------------------------------------------------
@@ -274,7 +288,14 @@ def _jsonable(x):
 def signature_of(obj, input_dtype: str = "uint8", **options) -> Signature:
     """The export signature of any supported object: its own ``export_signature`` if it has one."""
     if hasattr(obj, "export_signature"):
-        return obj.export_signature(input_dtype=input_dtype, **options)
+        import inspect
+
+        known = inspect.signature(obj.export_signature).parameters
+        unknown = sorted(k for k, v in options.items() if k not in known and v is not None)
+        if unknown:
+            raise ExportError(f"a {type(obj).__name__} export takes no option {', '.join(unknown)} "
+                              f"(it takes: {', '.join(k for k in known if k != 'input_dtype') or 'none'})")
+        return obj.export_signature(input_dtype=input_dtype, **{k: v for k, v in options.items() if k in known})
     names = {c.__name__ for c in type(obj).__mro__}
     if "KNNClassifier" in names:
         return fewshot_signature(obj, input_dtype, **options)
@@ -483,6 +504,9 @@ def export(model, out, format: str = "saved_model", quantize: str | None = None,
     if input_dtype not in ("uint8", "float32"):
         raise ExportError(f"input_dtype must be 'uint8' or 'float32'; got {input_dtype!r}")
     sig = signature_of(model, input_dtype, **options)
+    if format == "tflite" and sig.metadata.get("kind") == "detector":
+        raise ExportError("TFLite has no combined non-max suppression, which the detector's graph ends with: "
+                          "export it with format='saved_model' or 'onnx'")
     out = Path(out).expanduser()
     size = int(sig.model.inputs[0].shape[1])
     calib = calibration_batches(calibration, size) if quantize == "int8" else None
@@ -571,6 +595,9 @@ def add_commands(subparsers):
     s.add_argument("--input-size", type=int, help="input size of a registry model")
     s.add_argument("--pair", action="store_true",
                    help="verifier: a two-image graph (score, same) instead of embeddings")
+    s.add_argument("--class-names", help="image-text model: comma-separated names for a zero-shot "
+                                         "'probabilities' output beside the embedding")
+    s.add_argument("--score-threshold", type=float, help="detector: the lowest score kept (default 0.3)")
     s.set_defaults(func=_cmd_export)
     return s
 
@@ -585,6 +612,10 @@ def _cmd_export(a) -> int:
 
         calibration = data.fashion_mnist("train").subset(total=CALIBRATION_IMAGES, seed=0).images
     options = {"pair": True} if a.pair else {}
+    if a.class_names:
+        options["class_names"] = [n.strip() for n in a.class_names.split(",") if n.strip()]
+    if a.score_threshold is not None:
+        options["score_threshold"] = a.score_threshold
     path = export(model, a.out, a.format, a.quantize, calibration, **options)
     meta = read_metadata(path)
     outs = ", ".join(f"{k} {v['shape']}" for k, v in meta["outputs"].items())

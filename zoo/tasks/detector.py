@@ -241,6 +241,31 @@ class Detector(ZooModel):
             self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
 
+    def export_signature(self, input_dtype: str = "uint8", score_threshold: float = 0.3, iou_threshold: float = 0.5,
+                         max_detections: int = 100):
+        """Serving graph on a letterboxed square image at ``input_size`` (aspect kept, centred,
+        padded with 114): the network, box decoding and NMS, with outputs ``boxes`` (N, D, 4) xyxy
+        in the input's pixels, ``scores`` (N, D), ``labels`` (N, D) int32 and ``count`` (N,),
+        padded to D = ``max_detections``. TFLite has no combined NMS: SavedModel and ONNX only."""
+        import keras
+
+        from zoo.export import Signature, _model_meta, pixel_input
+
+        anchors, variance, model = self.anchors, list(self.head_config["box_variance"]), self.detection_model
+        cfg = (float(score_threshold), float(iou_threshold), int(max_detections))
+
+        class Decode(keras.layers.Layer):
+            def call(self, outputs):
+                b, s, c, n = postprocess(outputs, anchors, variance, *cfg)
+                return {"boxes": b, "scores": s, "labels": c, "count": n}
+
+        raw, x = pixel_input(self.input_size, input_dtype)
+        meta = {**_model_meta(self, "detector"), "labels": list(self.class_names), "box_format": "xyxy",
+                "score_threshold": cfg[0], "iou_threshold": cfg[1], "max_detections": cfg[2],
+                "input_note": "letterbox each image: scale by min(S/h, S/w), centre it on an SxS canvas "
+                              "of value 114; map boxes back with (box - pad) / scale"}
+        return Signature(keras.Model(raw, Decode(name="decode")(model(x)), name="detector_export"), meta)
+
     def detect(self, images, score_threshold: float = 0.3, iou_threshold: float = 0.5, max_detections: int = 100,
                batch_size: int = 16, return_sources: bool = False, value_range: str = "auto",
                progress: bool = False, class_agnostic: bool = True):

@@ -304,6 +304,43 @@ class ImageTextModel(DualEncoder):
             return super().seen_penalty(class_vectors)
         return (self.calibration * (class_vectors @ self.seen_text.T).max(1)).astype(np.float32)
 
+    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None,
+               class_names=None, templates=None, **options):
+        """The image side as a serving graph on raw pixels (see :mod:`zoo.export`): ``embedding``
+        (N, dim), L2-normalised in the joint space; with ``class_names`` also ``probabilities``
+        over them (their prompt-ensembled text vectors, scale and calibration are constants of
+        the graph). Text is not in the graph: encode it with this model's ``encode_text``."""
+        from zoo.export import export
+
+        return export(self, out, format, quantize, calibration, class_names=class_names, templates=templates,
+                      **options)
+
+    def export_signature(self, input_dtype: str = "uint8", class_names=None, templates=None):
+        import keras
+
+        from zoo.export import Signature, _backbone_trunk, _layers, _model_meta, _without_head, pixel_input
+
+        m = self.image_tower
+        raw, x = pixel_input(m.input_size, input_dtype)
+        e = _backbone_trunk(_without_head(m))(x)["embedding"]
+        for i, (w, b, act) in enumerate(self.image_head.layers):
+            dense = keras.layers.Dense(w.shape[1], activation=act, name=f"image_head_{i}")
+            e = dense(e)
+            dense.set_weights([w, b])
+        outs = {"embedding": _layers().L2Normalize(name="joint_embedding")(e)}
+        meta = {**_model_meta(m, "image_text"), "fingerprint": self.fingerprint(), "dim": int(self.feature_dim),
+                "text_model": self.text_tower.name if hasattr(self.text_tower, "name") else None,
+                "text_note": "text vectors come from encode_text; they are not part of this graph"}
+        if class_names is not None:
+            c = self.class_embeddings(class_names, templates)
+            scale = self.zero_shot_scale
+            zs = keras.layers.Dense(len(c), name="zero_shot_logits")
+            logits = zs(outs["embedding"])
+            zs.set_weights([(scale * c.T).astype(np.float32), (-scale * self.seen_penalty(c)).astype(np.float32)])
+            outs["probabilities"] = keras.layers.Softmax(name="zero_shot")(logits)
+            meta["labels"] = [str(n) for n in class_names]
+        return Signature(keras.Model(raw, outs, name="image_text_export"), meta)
+
     def _image_outputs(self, images, batch_size, progress, value_range):
         return self.image_tower.embed(images, batch_size=batch_size, progress=progress, return_sources=True,
                                       value_range=value_range)

@@ -243,6 +243,23 @@ class Segmenter(ZooModel):
                 metric.update_state(y.ravel(), m.ravel())
         return miou_report(metric, self.class_names) | {"n": int(len(masks))}
 
+    # ---- export -----------------------------------------------------------------------------
+    def export_signature(self, input_dtype: str = "uint8"):
+        """Serving graph on raw pixels at ``input_size``: ``probabilities`` (N, S, S, C) and
+        ``classes`` (N, S, S) int32. A server resizes them to each image's own size, as
+        ``segment`` does (bilinear on probabilities, or nearest on classes)."""
+        import keras
+
+        from zoo.export import Signature, _layers, _model_meta, pixel_input
+
+        raw, x = pixel_input(self.input_size, input_dtype)
+        probs = self.segmentation_model(x)
+        classes = _layers().ArgMax(name="classes")(probs)
+        meta = {**_model_meta(self, "segmenter"), "labels": list(self.class_names), "ignore_label": IGNORE,
+                "output_note": "maps at the input size; resize to each image's own size"}
+        return Signature(keras.Model(raw, {"probabilities": probs, "classes": classes}, name="segmenter_export"),
+                         meta)
+
     # ---- persistence ------------------------------------------------------------------------
     def _config(self) -> dict:
         return {"labels": self.class_names, "head": {"type": self.head, **self.head_config},
