@@ -249,6 +249,11 @@ def test_app_page_compares_conse_with_the_trained_model_and_searches(lit, tmp_pa
 
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ZOO_IMAGE_TEXT_MODEL", str(lit.save(tmp_path / "model")))
+    probe = tmp_path / "probe.json"  # what bench/simclr.py wrote in its measured run (README)
+    probe.write_text(json.dumps({"curve": [{"labels per class": k, "ImageNet": a, "SimCLR": b} for k, a, b in
+                                           ((10, 0.6735, 0.6985), (50, 0.7865, 0.789), (500, 0.8295, 0.838))],
+                                 "note": "SimCLR 937 steps of 64 images"}))
+    monkeypatch.setenv("ZOO_SIMCLR_PROBE", str(probe))
     page = Path(__file__).resolve().parent.parent / "apps" / "pages_" / "image_text.py"
     at = AppTest.from_file(str(page), default_timeout=600)
     at.session_state["it_query"] = "a pair of trousers"
@@ -261,6 +266,8 @@ def test_app_page_compares_conse_with_the_trained_model_and_searches(lit, tmp_pa
     assert abs(table["ConSE"].sum() - 1) < 1e-4 and abs(table["trained (LiT)"].sum() - 1) < 1e-4
     captions = [c.value for c in at.caption]
     assert any("most common label: Trouser" in c for c in captions), captions
+    assert "SimCLR 937 steps of 64 images" in captions  # the self-supervised tab draws the probe curve
+    assert not [i.value for i in at.info if "bench/simclr.py" in i.value]
 
 
 def test_lit_exports_its_image_side_with_a_zero_shot_head(lit, tmp_path):

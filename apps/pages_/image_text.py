@@ -14,7 +14,7 @@ from apps import samples, ui
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_ENV = "ZOO_IMAGE_TEXT_MODEL"
 DEMO_MODEL = ROOT / "runs" / "image_text" / "model"
-SIMCLR_PROBE = ROOT / "runs" / "simclr" / "probe.json"
+SIMCLR_PROBE = Path(os.environ.get("ZOO_SIMCLR_PROBE", ROOT / "runs" / "simclr" / "probe.json"))  # bench/simclr.py
 SEARCH_PER_CLASS = 100
 DEFAULT_NAMES = {"chelsea": "cat, cup of coffee, rocket, astronaut, camera",
                  "coffee": "cat, cup of coffee, rocket, astronaut, camera"}
@@ -164,4 +164,4 @@ with ssl_tab:
             st.caption(rec.get("note", ""))
     else:
         st.info("Run `python bench/simclr.py` to pre-train and write the linear-probe curve to "
-                f"{SIMCLR_PROBE.relative_to(ROOT)}.")
+                f"{SIMCLR_PROBE}.")
