@@ -72,13 +72,16 @@ def _images(images):
 def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size: int = 64,
              input_size: int | None = None, weights="imagenet", temperature: float = 0.2, lr: float = 3e-4,
              weight_decay: float = 1e-4, projection_dim: int = 128, augment=None, freeze_bn: bool = True,
-             max_seconds: float | None = None, seed: int = 0, out_dir=None, progress: bool = True):
+             max_seconds: float | None = None, seed: int = 0, out_dir=None, progress: bool = True,
+             strategy=None):
     """Pre-train ``backbone`` (a registry name or ZooModel, copied, never changed) on unlabelled
     ``images`` (array, file list, folder, or labelled data whose labels are ignored) with SimCLR.
 
     Returns the trained ZooModel (``.pretraining`` holds the settings and loss history); with
     ``out_dir`` it is saved to ``out_dir/model`` (a backbone folder ``zoo.load`` serves).
-    ``max_seconds`` stops after the step that passes it.
+    ``max_seconds`` stops after the step that passes it. ``strategy``: any ``tf.distribute``
+    strategy, as for ``finetune``; each replica contrasts its own share of the batch (its
+    negatives are local, as in SimCLR's per-core batches) and gradients are summed across replicas.
     """
     import keras
     import tensorflow as tf
@@ -97,24 +100,35 @@ def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size:
     images = _images(images)
     keras.utils.set_random_seed(seed)
     base = backbone if isinstance(backbone, ZooModel) else zoo.load(backbone, input_size=input_size, weights=weights)
-    model = copy_backbone(base, "float32")
-    unfreeze_backbone(model, "all", freeze_bn=freeze_bn)
-    aug = build_augmentation(augment if augment is not None else AUGMENT, seed=seed)
-    head = _projection(model.feature_dim, projection_dim, seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if batch_size < 2 * replicas or batch_size % replicas:
+        raise RecipeError(f"batch_size {batch_size} must split into {replicas} replicas' shares of 2 or more "
+                          f"images: use a multiple of {replicas}, at least {2 * replicas}")
     n = len(images)
     steps = max(1, n // batch_size)
-    opt = cosine_adamw(lr, epochs * steps, weight_decay, 0.05)
-    net = model.embedding_model
-    variables = net.trainable_variables + head.trainable_variables
+    with strategy.scope():  # every variable (weights, optimizer, augmentation seeds) is the strategy's
+        model = copy_backbone(base, "float32")
+        unfreeze_backbone(model, "all", freeze_bn=freeze_bn)
+        aug = build_augmentation(augment if augment is not None else AUGMENT, seed=seed)
+        head = _projection(model.feature_dim, projection_dim, seed)
+        opt = cosine_adamw(lr, epochs * steps, weight_decay, 0.05)
+        net = model.embedding_model
+        variables = net.trainable_variables + head.trainable_variables
+        opt.build(variables)  # its slots now, not inside the first distributed step
 
-    @tf.function
-    def step(x):
+    def replica_step(x):
         with tf.GradientTape() as tape:
             h1 = net(aug(x, training=True), training=True)
             h2 = net(aug(x, training=True), training=True)
             loss = nt_xent(head(h1, training=True), head(h2, training=True), temperature)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            share = loss / replicas  # the optimizer sums the replicas' gradients
+        opt.apply_gradients(zip(tape.gradient(share, variables), variables))
         return loss
+
+    @tf.function
+    def step(x):
+        return strategy.reduce("MEAN", strategy.run(replica_step, args=(x,)), axis=None)
 
     data = LabeledImages(images, np.zeros(n, np.int64), ["unlabelled"])
     history = {"loss": [], "seconds": [], "loss_every_20_steps": []}
@@ -123,10 +137,12 @@ def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size:
     for epoch in range(epochs):
         te, losses = time.perf_counter(), []
         bar = Progress(steps * batch_size, f"simclr epoch {epoch + 1}/{epochs}", progress)
-        for x, _ in data.batches(model.input_size, batch_size, shuffle=True, seed=seed + epoch).take(steps):
-            if x.shape[0] < 2:
+        ds = data.batches(model.input_size, batch_size, shuffle=True, seed=seed + epoch).take(steps)
+        for x, _ in ds:
+            if x.shape[0] < 2 * replicas or x.shape[0] % replicas:
                 continue
-            losses.append(float(step(x)))
+            losses.append(float(step(strategy.experimental_distribute_values_from_function(
+                lambda ctx, x=x: tf.split(x, replicas)[ctx.replica_id_in_sync_group]) if replicas > 1 else x)))
             done += 1
             if done % 20 == 0:
                 history["loss_every_20_steps"].append(float(np.mean(losses[-20:])))
@@ -146,7 +162,7 @@ def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size:
     model.pretraining = {"method": "simclr", "from": base.entry.full_name if weights else None,
                          "images": n, "epochs": epochs, "batch_size": batch_size, "temperature": temperature,
                          "lr": lr, "freeze_bn": freeze_bn, "augment": augment if augment is not None else AUGMENT,
-                         "steps": done, "history": history,
+                         "steps": done, "history": history, "replicas": replicas,
                          "seconds": round(time.perf_counter() - t0, 1), "stopped_early": stopped}
     if out_dir is not None:
         save(model, Path(out_dir) / "model")

@@ -52,3 +52,22 @@ def test_linear_probe_on_real_embeddings(lite0_96, fmnist_sample):
     assert r["n_train"] == 200 and r["n_test"] == 100 and r["accuracy"] > 0.5  # chance is 0.1
     few = simclr.linear_probe(lite0_96, (etr, ytr), (ete, yte), per_class=2)
     assert few["n_train"] == 20 and few["accuracy"] < r["accuracy"] + 0.05
+
+
+def test_pretrain_under_mirrored_strategy_on_two_replicas(tmp_path):
+    """``strategy=`` as in finetune: two replicas (two logical CPUs, in a child process) each contrast
+    half of every batch, gradients are summed, the loss falls and the backbone saves as usual."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import zoo
+
+    script = Path(__file__).with_name("simclr_mirrored.py")
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and len(out["loss"]) == 4 and out["loss"][-1] < out["loss"][0], out
+    back = zoo.load(tmp_path / "run" / "model")
+    assert back.embed(np.zeros((2, 28, 28), np.uint8), progress=False).shape == (2, back.feature_dim)
