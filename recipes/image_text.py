@@ -364,7 +364,7 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
           queue: int = 0, input_size: int | None = None, augment="light", temperature: float = 0.07,
           templates=None, seed: int = 0, out_dir=None, cache_dir=None, text_weights=None,
           progress: bool = True, max_seconds: float | None = None, image_features=None,
-          val_features=None) -> ImageTextModel:
+          val_features=None, strategy=None) -> ImageTextModel:
     """Train an image-text model on ``pairs`` (see :func:`read_pairs`; ``val`` likewise, used to keep the
     epoch with the lowest validation loss). Returns an :class:`ImageTextModel`; with ``out_dir`` it is
     saved to ``out_dir/model`` with ``history.json``.
@@ -380,6 +380,9 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
     ``max_seconds`` stops training early (after a step).
     ``image_features`` / ``val_features``: the locked tower's embeddings of the pairs' images, if you
     already have them (LiT only; ``image_model`` must be the tower that made them).
+    ``strategy``: any ``tf.distribute`` strategy, as for ``finetune``. With more than one replica
+    (LiT with locked towers and no queue) each replica contrasts its share of the batch and the
+    gradients are summed.
     """
     import keras
     import tensorflow as tf
@@ -397,6 +400,13 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
             raise RecipeError(f"{name} must be a positive integer; got {v!r}")
     if isinstance(queue, bool) or not isinstance(queue, (int, np.integer)) or queue < 0:
         raise RecipeError(f"queue must be a non-negative integer; got {queue!r}")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and (mode != "lit" or text_layers or queue):
+        raise RecipeError(f"a {replicas}-replica strategy trains LiT heads only: use mode='lit', text_layers=0 "
+                          "and queue=0 (the feature queue and the towers' own layers are single-replica)")
+    if batch_size % replicas:
+        raise RecipeError(f"batch_size {batch_size} must be a multiple of the {replicas} replicas")
     pairs = read_pairs(pairs)
     val = read_pairs(val) if val is not None else None
     keras.utils.set_random_seed(seed)
@@ -430,26 +440,32 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
 
     if text_head == "identity":
         dim = text.dim  # the joint space is the text tower's own
-    ihead = _keras_head(tower.feature_dim, dim, image_head, "image", seed)
-    thead = _keras_head(text.dim, dim, text_head, "text", seed + 1)
-    scale = tf.Variable(math.log(10.0) if loss == "siglip" else math.log(1.0 / temperature), name="logit_scale")
-    bias = tf.Variable(-10.0 if loss == "siglip" else 0.0, name="logit_bias", trainable=loss == "siglip")
-    head_vars = ihead.trainable_variables + thead.trainable_variables + [scale] + ([bias] if loss == "siglip" else [])
-    image_vars = body.embedding_model.trainable_variables if body is not None else []
+    from zoo.training import cosine_adamw
+
     n = len(pairs)
     steps_per_epoch = max(1, n // batch_size) if n >= batch_size else 1
     total = epochs * steps_per_epoch
-    from zoo.training import cosine_adamw
-
-    opt = cosine_adamw(lr, total, weight_decay, 0.05)
-    opt.exclude_from_weight_decay(var_list=[scale, bias])  # decay would pull t and b towards 0
-    opt_text = cosine_adamw(text_lr, total, 0.0, 0.05) if text_side.variables else None
-    opt_image = cosine_adamw(lr * 0.05, total, weight_decay, 0.05) if image_vars else None
-    qd = int(queue)
-    q_img = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
-    q_txt = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
-    q_ids = tf.Variable(-tf.ones([max(qd, 1)], tf.int32), trainable=False)
-    q_ptr = tf.Variable(0, trainable=False)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # clamped in the step: every replica computes the same
+    with strategy.scope():
+        ihead = _keras_head(tower.feature_dim, dim, image_head, "image", seed)
+        thead = _keras_head(text.dim, dim, text_head, "text", seed + 1)
+        scale = tf.Variable(math.log(10.0) if loss == "siglip" else math.log(1.0 / temperature), name="logit_scale",
+                            aggregation=first)
+        bias = tf.Variable(-10.0 if loss == "siglip" else 0.0, name="logit_bias", trainable=loss == "siglip",
+                           aggregation=first)
+        head_vars = ihead.trainable_variables + thead.trainable_variables + [scale] + ([bias] if loss == "siglip" else [])
+        image_vars = body.embedding_model.trainable_variables if body is not None else []
+        opt = cosine_adamw(lr, total, weight_decay, 0.05)
+        opt.exclude_from_weight_decay(var_list=[scale, bias])  # decay would pull t and b towards 0
+        opt_text = cosine_adamw(text_lr, total, 0.0, 0.05) if text_side.variables else None
+        opt_image = cosine_adamw(lr * 0.05, total, weight_decay, 0.05) if image_vars else None
+        if replicas > 1:
+            opt.build(head_vars)  # its slots now, not inside the first distributed step
+        qd = int(queue)
+        q_img = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
+        q_txt = tf.Variable(tf.zeros([max(qd, 1), dim]), trainable=False)
+        q_ids = tf.Variable(-tf.ones([max(qd, 1)], tf.int32), trainable=False)
+        q_ptr = tf.Variable(0, trainable=False)
 
     def compute(x, ids, training, use_queue):
         if body is not None and training:
@@ -463,13 +479,13 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
                  else siglip_loss(zi, zt, scale, bias, ids, **kw))
         return value, zi, zt
 
-    @tf.function
-    def train_step(x, ids):
+    def replica_step(x, ids):
         with tf.GradientTape() as tape:
             value, zi, zt = compute(x, ids, True, qd > 0)
+            share = value / replicas  # the optimizer sums the replicas' gradients
         groups = [(opt, head_vars)] + ([(opt_text, text_side.variables)] if opt_text else []) \
             + ([(opt_image, image_vars)] if opt_image else [])
-        grads = tape.gradient(value, [v for _, vs in groups for v in vs])
+        grads = tape.gradient(share, [v for _, vs in groups for v in vs])
         i = 0
         for o, vs in groups:
             o.apply_gradients(zip(grads[i:i + len(vs)], vs))
@@ -483,6 +499,18 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
             q_ids.scatter_nd_update(slots[:, None], ids)
             q_ptr.assign((q_ptr + b) % qd)
         return value
+
+    @tf.function
+    def train_step(x, ids):
+        if replicas == 1:
+            return replica_step(x, ids)
+        return strategy.reduce("MEAN", strategy.run(replica_step, args=(x, ids)), axis=None)
+
+    def shares(x, ids):
+        if replicas == 1 or int(ids.shape[0]) % replicas:
+            return x, ids
+        return tuple(strategy.experimental_distribute_values_from_function(
+            lambda ctx, t=t: tf.split(t, replicas)[ctx.replica_id_in_sync_group]) for t in (x, ids))
 
     @tf.function
     def eval_step(x, ids):
@@ -519,7 +547,10 @@ def train(pairs, val=None, image_model="efficientnet_lite0", text_model: str = "
                 ds = ds.map(lambda a, y: (aug(a, training=True), y))
             batches = ((a, y) for a, y in ds.take(steps_per_epoch))
         for x, ids in batches:
-            losses.append(float(train_step(tf.convert_to_tensor(x, tf.float32), tf.cast(ids, tf.int32))))
+            x, ids = tf.convert_to_tensor(x, tf.float32), tf.cast(ids, tf.int32)
+            if replicas > 1 and int(ids.shape[0]) % replicas:
+                continue  # a last short batch that does not split evenly
+            losses.append(float(train_step(*shares(x, ids))))
             if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
                 stopped = True
                 break

@@ -289,3 +289,20 @@ def test_lit_exports_its_image_side_with_a_zero_shot_head(lit, tmp_path):
         assert np.abs(got["probabilities"] - want_p).max() < 1e-3
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         assert meta["kind"] == "image_text" and meta["labels"] == names and meta["dim"] == want_v.shape[1]
+
+
+def test_lit_trains_under_mirrored_strategy_on_two_replicas():
+    """``strategy=`` as in finetune: LiT on two replicas (two logical CPUs, in a child process), each
+    contrasting half of every batch. Measured: loss 3.26 -> 1.38 over 6 epochs, 4-way zero-shot 80%."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("image_text_mirrored.py")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(out["loss"]) == 6 and out["loss"][-1] < 0.7 * out["loss"][0], out
+    assert out["accuracy"] > 0.5, out  # chance is 0.25
+    assert "queue=0" in out["refused"], out
