@@ -798,8 +798,6 @@ def plot_curves(history: dict, path, title: str = "") -> Path:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from zoo.plots import save_figure
+
+    return save_figure(fig, path)

@@ -436,36 +436,13 @@ def overlay_sheet(seg, data, path, n: int = 12) -> Path:
     fig.legend(handles=[Patch(color=pal[i], label=name) for i, name in enumerate(seg.class_names) if i],
                loc="lower center", ncol=min(nc - 1, 6), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from zoo.plots import save_figure
+
+    return save_figure(fig, path, dpi=100)
 
 
 def curves(history: dict, path, title: str = "") -> Path:
     """Loss and mIoU per epoch (train and validation); the unfreezing is marked."""
-    import matplotlib
+    from zoo.plots import training_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for ax, metric in zip(axes, ("loss", "miou")):
-        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
-            if history.get(key):
-                ax.plot(epochs[: len(history[key])], history[key], style, label=key)
-        for b in history.get("phase_starts", [])[1:]:
-            ax.axvline(b + 0.5, color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return training_curves(history, path, title, metric="miou")

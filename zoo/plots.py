@@ -10,11 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def training_curves(history: dict, path, title: str = "") -> Path:
-    """Loss and accuracy per epoch for train and validation; phases are marked."""
+def training_curves(history: dict, path, title: str = "", metric: str = "accuracy") -> Path:
+    """Loss and ``metric`` per epoch for train and validation; phases are marked."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", metric)):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             if history.get(key):
                 ax.plot(epochs[: len(history[key])], history[key], style, label=key)
@@ -26,7 +26,7 @@ def training_curves(history: dict, path, title: str = "") -> Path:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(cm: np.ndarray, class_names, path, title: str = "") -> Path:
@@ -45,12 +45,13 @@ def confusion_matrix(cm: np.ndarray, class_names, path, title: str = "") -> Path
     ax.set_ylabel("true")
     ax.set_title(title or f"accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (folders made as needed) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
