@@ -147,6 +147,18 @@ def image_uploader(label: str, key: str, multiple: bool = False):
                             help=UPLOAD_HELP, max_upload_size=MAX_UPLOAD_MB)
 
 
+def uploaded_image(key: str, prompt: str = "Choose an image file.", label: str = "Upload an image") -> Loaded | None:
+    """One upload widget and its image: None (with ``prompt``) until a file is chosen, None with the
+    reason shown when the file is not a readable image."""
+    up = image_uploader(label, key=key)
+    loaded = None
+    with guard("read the upload"):
+        loaded = read_upload(up)
+    if up is None:
+        st.info(prompt)
+    return loaded
+
+
 # ---- display helpers -------------------------------------------------------------------------
 def to_uint8(image) -> np.ndarray:
     return np.clip(np.asarray(image), 0, 255).astype(np.uint8)

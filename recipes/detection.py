@@ -340,6 +340,56 @@ def read_yolo(root, names) -> DetectionData:
     return _finish(images, boxes, labels, names, list(images), str(root))
 
 
+def read_tfds(name: str, split: str = "train", data_dir=None, limit: int | None = None, download: bool = True):
+    """A tensorflow-datasets detection set by name ("voc/2007", "voc/2012", "coco/2017", ...): see
+    :func:`recipes.tfds_data.detection_from_tfds` (downloads once when online; offline it needs ``data_dir``)."""
+    from recipes.tfds_data import detection_from_tfds
+
+    return detection_from_tfds(name, split, data_dir=data_dir, limit=limit, download=download)
+
+
+def _starts(length: int, size: int, stride: int) -> list[int]:
+    """Tile origins along one axis: every ``stride``, the last one flush with the far edge."""
+    if length <= size:
+        return [0]
+    s = list(range(0, length - size + 1, stride))
+    return s if s[-1] == length - size else s + [length - size]
+
+
+def tiles(data, size: int = 400, overlap: float = 0.25, min_visible: float = 0.5) -> DetectionData:
+    """Large images (aerial scenes, slides) cut into ``size`` x ``size`` tiles for training.
+
+    Tiles start every ``size * (1 - overlap)`` pixels, the last one flush with the far edge; an
+    image no larger than ``size`` stays whole. A box is kept in a tile, clipped to it, when at
+    least ``min_visible`` of its area lies inside (a crown cut in half is not labelled as a whole
+    tree). Tiles without boxes are kept as negatives. ``sources`` read ``"<image>@x,y"``.
+    """
+    from zoo import images as zimages
+
+    data = as_detection_data(data)
+    if not 0 <= overlap < 1:
+        raise RecipeError(f"overlap must be in [0, 1), not {overlap}")
+    stride = max(1, int(round(size * (1 - overlap))))
+    out_img, out_box, out_lab, out_src = [], [], [], []
+    for img, b, lab, src in zip(data.images, data.boxes, data.labels, data.sources):
+        px = zimages.read_image(img) if isinstance(img, (str, Path)) else zimages.to_rgb(img)
+        px = np.clip(np.round(px), 0, 255).astype(np.uint8)
+        h, w = px.shape[:2]
+        b = np.asarray(b, np.float32).reshape(-1, 4)
+        area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+        for y in _starts(h, size, stride):
+            for x in _starts(w, size, stride):
+                tw, th = min(size, w - x), min(size, h - y)
+                c = np.clip(b - [x, y, x, y], 0, [tw, th, tw, th])
+                inside = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+                keep = (inside > 0) & (inside >= min_visible * np.maximum(area, 1e-9))
+                out_img.append(px[y:y + th, x:x + tw])
+                out_box.append(c[keep].astype(np.float32))
+                out_lab.append(np.asarray(lab, np.int64)[keep])
+                out_src.append(f"{src}@{x},{y}")
+    return DetectionData(out_img, out_box, out_lab, list(data.class_names), out_src)
+
+
 # ---- writers (conversions, and the readers' round-trip tests) ------------------------------
 def _image_files(data: DetectionData, images_dir: Path) -> list[Path]:
     """Paths of ``data``'s images, writing array images as PNGs into ``images_dir``."""

@@ -62,6 +62,15 @@ class MaskedImages:
         return self.take(order[k:]), self.take(order[:k])
 
 
+def read_tfds(name: str = "oxford_iiit_pet", split: str = "train", data_dir=None, limit: int | None = None,
+              download: bool = True) -> MaskedImages:
+    """A tensorflow-datasets segmentation set by name: see :func:`recipes.tfds_data.masks_from_tfds`
+    (Oxford-IIIT Pet; downloads once when online; offline it needs ``data_dir``)."""
+    from recipes.tfds_data import masks_from_tfds
+
+    return masks_from_tfds(name, split, data_dir=data_dir, limit=limit, download=download)
+
+
 def read_label_map(path) -> np.ndarray:
     """One label map PNG as (H, W) uint8: palette indices (VOC) or grey values; an RGB image is
     accepted only when it is grey (all channels equal)."""

@@ -69,3 +69,31 @@ def photos():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ---- trained task models shared across test files (each trained once per session) ------------
+DETECTOR_TRAIN = {"n": 384, "size": 96, "epochs": 5}   # about a minute on 2 busy CPU cores
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory):
+    """(RetinaNet on Lite0 trained briefly on 96 px demo scenes, its run folder)."""
+    from recipes import detection
+
+    out = tmp_path_factory.mktemp("detect")
+    t = DETECTOR_TRAIN
+    tr, va = detection.scenes(("train", "val"), n={"train": t["n"], "val": 48}, size=t["size"])
+    det = detection.train(tr, va, epochs=t["epochs"], out_dir=out, verbose=0, eval_every=0)
+    return det, out
+
+
+@pytest.fixture(scope="session")
+def trained_segmenter(tmp_path_factory):
+    """(U-Net trained briefly on the frozen backbone, 64 px scenes, about 40 s here; its run folder)."""
+    from recipes import segmentation
+
+    out = tmp_path_factory.mktemp("seg_run")
+    train, val = segmentation.scenes("train", n=240, size=64), segmentation.scenes("val", n=40, size=64)
+    seg = segmentation.train(train, val, input_size=64, head_epochs=8, epochs=0, batch_size=16, head_lr=5e-3,
+                             augment=False, out_dir=out, verbose=0)
+    return seg, out

@@ -11,7 +11,7 @@ import pytest
 from recipes import detection
 from zoo.tasks import detector as zdet
 
-TRAIN = {"n": 384, "size": 96, "epochs": 5}   # about a minute on 2 busy CPU cores
+from conftest import DETECTOR_TRAIN as TRAIN  # noqa: E402
 
 
 # ---- COCO metrics (pycocotools) against hand-computed answers -------------------------------
@@ -229,12 +229,9 @@ def test_untrained_detector_outputs_and_folder(tmp_path, photos):
 
 
 # ---- training converges; boxes map back; save/load -----------------------------------------
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("detect")
-    tr, va = detection.scenes(("train", "val"), n={"train": TRAIN["n"], "val": 48}, size=TRAIN["size"])
-    det = detection.train(tr, va, epochs=TRAIN["epochs"], out_dir=out, verbose=0, eval_every=0)
-    return det, out
+@pytest.fixture
+def trained(trained_detector):
+    return trained_detector   # conftest: trained once per session (tests/test_instances.py uses it too)
 
 
 @pytest.mark.slow  # shares the trained fixture: about 70 s of training

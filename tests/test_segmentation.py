@@ -168,14 +168,9 @@ def test_loss_ignores_label_255_and_weights_classes():
     assert float(w(tf.constant(y2), p)) == pytest.approx(float(ce(tf.constant(y), p)), rel=1e-5)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A U-Net trained briefly on the frozen backbone (64 px scenes, about 40 s here)."""
-    out = tmp_path_factory.mktemp("seg_run")
-    train, val = S.scenes("train", n=240, size=64), S.scenes("val", n=40, size=64)
-    seg = S.train(train, val, input_size=64, head_epochs=8, epochs=0, batch_size=16, head_lr=5e-3,
-                  augment=False, out_dir=out, verbose=0)
-    return seg, out
+@pytest.fixture
+def trained(trained_segmenter):
+    return trained_segmenter   # conftest: trained once per session (tests/test_instances.py uses it too)
 
 
 @pytest.mark.slow

@@ -31,6 +31,8 @@ atomic: a folder is built aside and swapped in; a file goes through a temp file 
 ``export_signature(input_dtype="uint8", **options) -> Signature`` returning a Keras model with one
 input per image tensor (``(None, H, W, 3)`` of ``input_dtype``, made with :func:`pixel_input`)
 and a dict of named outputs, plus the metadata a server needs (labels, thresholds, box format).
+The pieces the built-in kinds use are public for that: :func:`backbone_trunk`, :func:`without_head`,
+:func:`model_metadata` and :func:`export_layers`.
 Everything else (the three formats, quantisation, metadata, atomic writes, the CLI) is shared.
 Keras models only: TFLite's converter freezes a Keras model's weights, but not those of an
 arbitrary ``tf.Module`` here (measured: a 200 kB file of unfrozen variables that outputs NaN).
@@ -86,12 +88,13 @@ def pixel_input(size: int, dtype: str = "uint8", name: str = "images"):
     import keras
 
     raw = keras.Input((size, size, 3), dtype=dtype, name=name)
-    return raw, _layers().ToFloat(name=f"{name}_to_float")(raw)
+    return raw, export_layers().ToFloat(name=f"{name}_to_float")(raw)
 
 
 @functools.cache
-def _layers():
-    """The export layers, defined on first use so that importing this module does not import Keras."""
+def export_layers():
+    """The export layers (ToFloat, FewShotHead, L2Normalize, PairScore, ArgMax) for custom kinds' signatures,
+    defined on first use so that importing this module does not import Keras."""
     import keras
 
     class ToFloat(keras.layers.Layer):
@@ -171,7 +174,7 @@ def _layers():
 
 
 # ---- signatures of the built-in kinds --------------------------------------------------------
-def _backbone_trunk(m):
+def backbone_trunk(m):
     """A float-pixel model {"embedding"[, "probabilities"]} running the trunk once."""
     import keras
 
@@ -186,7 +189,8 @@ def _backbone_trunk(m):
     return lambda x: inner(norm(x))
 
 
-def _model_meta(m, kind: str) -> dict:
+def model_metadata(m, kind: str) -> dict:
+    """The export.json fields every kind shares: kind, model, fingerprint, preprocessing, input size."""
     p = m.preprocessing
     return {"kind": kind, "model": m.entry.full_name, "fingerprint": m.fingerprint(),
             "preprocessing": {**p.to_dict(), "note": "inside the graph: feed raw RGB pixels"},
@@ -197,8 +201,8 @@ def backbone_signature(m, input_dtype: str = "uint8") -> Signature:
     import keras
 
     raw, x = pixel_input(m.input_size, input_dtype)
-    model = keras.Model(raw, _backbone_trunk(m)(x), name=f"{m.name}_export")
-    meta = _model_meta(m, "backbone")
+    model = keras.Model(raw, backbone_trunk(m)(x), name=f"{m.name}_export")
+    meta = model_metadata(m, "backbone")
     if "probabilities" in model.output:
         meta["labels"] = list(m.labels)
     return Signature(model, meta)
@@ -211,7 +215,7 @@ def classifier_signature(clf, input_dtype: str = "uint8") -> Signature:
     inner = keras.Model(cm.input, {"probabilities": cm.output, "embedding": cm.get_layer("head").input})
     raw, x = pixel_input(clf.input_size, input_dtype)
     return Signature(keras.Model(raw, inner(x), name=f"{clf.name}_classifier_export"),
-                     {**_model_meta(clf, "classifier"), "labels": list(clf.class_names)})
+                     {**model_metadata(clf, "classifier"), "labels": list(clf.class_names)})
 
 
 def fewshot_signature(knn, input_dtype: str = "uint8") -> Signature:
@@ -233,11 +237,11 @@ def fewshot_signature(knn, input_dtype: str = "uint8") -> Signature:
         labels = np.arange(n_cls)
     else:
         labels = knn._y
-    head = _layers().FewShotHead(s, labels, n_cls, knn.mean_, knn.mode, knn.metric, knn.k_, knn.power,
+    head = export_layers().FewShotHead(s, labels, n_cls, knn.mean_, knn.mode, knn.metric, knn.k_, knn.power,
                                  knn.temperature, knn.unknown_threshold, name="fewshot_head")
     raw, x = pixel_input(m.input_size, input_dtype)
-    model = keras.Model(raw, head(_backbone_trunk(_without_head(m))(x)["embedding"]), name="fewshot_export")
-    meta = {**_model_meta(m, "fewshot"), "labels": [_jsonable(c) for c in knn.classes_],
+    model = keras.Model(raw, head(backbone_trunk(without_head(m))(x)["embedding"]), name="fewshot_export")
+    meta = {**model_metadata(m, "fewshot"), "labels": [_jsonable(c) for c in knn.classes_],
             "unknown_threshold": knn.unknown_threshold, "unknown_label": _jsonable(knn.unknown_label),
             "mode": knn.mode, "metric": knn.metric, "k": int(knn.k_), "support_size": int(len(knn._support))}
     return Signature(model, meta)
@@ -250,9 +254,9 @@ def verifier_signature(v, input_dtype: str = "uint8", pair: bool = False) -> Sig
     m = v.model
     if m is None:
         raise ExportError("this verifier has no model (it takes embeddings): create it with model=... to export")
-    trunk = _backbone_trunk(_without_head(m))
-    norm = _layers().L2Normalize(v.head, name="verifier_embedding")
-    meta = {**_model_meta(m, "verifier"), "threshold": v.threshold, "calibration": _jsonable(v.calibration),
+    trunk = backbone_trunk(without_head(m))
+    norm = export_layers().L2Normalize(v.head, name="verifier_embedding")
+    meta = {**model_metadata(m, "verifier"), "threshold": v.threshold, "calibration": _jsonable(v.calibration),
             "score": "cosine of the two images' embeddings (dot product of the L2-normalised outputs)"}
     if v.face is not None:
         meta["input_note"] = "aligned face crops: the MTCNN face front end is not part of the graph"
@@ -262,12 +266,12 @@ def verifier_signature(v, input_dtype: str = "uint8", pair: bool = False) -> Sig
         return Signature(keras.Model(raw, {"embedding": norm(trunk(x)["embedding"])}, name="verifier_export"), meta)
     ra, xa = pixel_input(m.input_size, input_dtype, "images_a")
     rb, xb = pixel_input(m.input_size, input_dtype, "images_b")
-    out = _layers().PairScore(v.threshold, name="pair_score")(norm(trunk(xa)["embedding"]),
+    out = export_layers().PairScore(v.threshold, name="pair_score")(norm(trunk(xa)["embedding"]),
                                                               norm(trunk(xb)["embedding"]))
     return Signature(keras.Model([ra, rb], out, name="verifier_pair_export"), {**meta, "pair": True})
 
 
-def _without_head(m):
+def without_head(m):
     """The backbone view of a model (a classifier's embedding is its backbone's)."""
     if getattr(m, "imagenet_model", None) is None:
         return m

@@ -20,11 +20,7 @@ with ui.guard("list the models"):
         key = st.selectbox("Sample photo", list(samples.PHOTOS), format_func=samples.label, key="classify_sample")
         loaded = ui.Loaded(samples.label(key), samples.load(key), "scikit-image sample")
     else:
-        up = ui.image_uploader("Upload an image", key="classify_upload")
-        with ui.guard("read the upload"):
-            loaded = ui.read_upload(up)
-        if up is None:
-            st.info("Choose an image file to classify.")
+        loaded = ui.uploaded_image("classify_upload", "Choose an image file to classify.")
 
 if loaded is not None:
     with ui.guard("classify the image"):

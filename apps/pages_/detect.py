@@ -45,7 +45,7 @@ det, image, truth, note = None, None, None, ""
 with ui.guard("set up the detector"):
     which = st.sidebar.radio("Detector", DETECTORS, key="det_which")
     score = st.sidebar.slider("Score threshold", 0.05, 0.95, 0.3 if which == DETECTORS[0] else 0.9, 0.05,
-                              key="det_score", help="boxes scoring below this are hidden")
+                              key=f"det_score_{DETECTORS.index(which)}", help="boxes scoring below this are hidden")
     if which == DETECTORS[0]:
         folder = Path(st.sidebar.text_input("Detector folder", str(DEMO_MODEL), key="det_folder",
                                             help="a folder written by Detector.save (or set ZOO_DETECTOR)"))
@@ -77,13 +77,9 @@ with ui.guard("set up the detector"):
                            key="det_sample")
         image, note = samples.load(key), "scikit-image sample"
     else:
-        up = ui.image_uploader("Upload an image", key="det_upload")
-        with ui.guard("read the upload"):
-            loaded = ui.read_upload(up)
-            if loaded is not None:
-                image, note = loaded.image, loaded.note
-        if up is None:
-            st.info("Choose an image file.")
+        loaded = ui.uploaded_image("det_upload")
+        if loaded is not None:
+            image, note = loaded.image, loaded.note
 
 if det is not None and image is not None:
     with ui.guard("detect"):

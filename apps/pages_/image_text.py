@@ -101,10 +101,7 @@ with zs_tab:
             loaded = ui.Loaded(samples.label(key), samples.load(key), "scikit-image sample")
         else:
             key = None
-            up = ui.image_uploader("Upload an image", key="it_upload")
-            loaded = ui.read_upload(up)
-            if up is None:
-                st.info("Choose an image file.")
+            loaded = ui.uploaded_image("it_upload")
     names_text = st.text_input("Class names (comma-separated)",
                                DEFAULT_NAMES.get(key, "cat, cup of coffee, rocket, astronaut, camera"),
                                key="it_names")

@@ -82,11 +82,7 @@ if seg is not None:
             loaded = ui.Loaded(f"{style} scene {i}", sc.images[int(i)].astype(np.float32), "demo scene, 128x128")
             truth = sc.masks[int(i)]
     else:
-        up = ui.image_uploader("Upload an image", key="segment_upload")
-        with ui.guard("read the upload"):
-            loaded = ui.read_upload(up)
-        if up is None:
-            st.info("Choose an image file to segment.")
+        loaded = ui.uploaded_image("segment_upload", "Choose an image file to segment.")
 
     if loaded is not None:
         with ui.guard("segment the image"):

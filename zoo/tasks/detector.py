@@ -249,7 +249,7 @@ class Detector(ZooModel):
         padded to D = ``max_detections``. TFLite has no combined NMS: SavedModel and ONNX only."""
         import keras
 
-        from zoo.export import Signature, _model_meta, pixel_input
+        from zoo.export import Signature, model_metadata, pixel_input
 
         anchors, variance, model = self.anchors, list(self.head_config["box_variance"]), self.detection_model
         cfg = (float(score_threshold), float(iou_threshold), int(max_detections))
@@ -260,7 +260,7 @@ class Detector(ZooModel):
                 return {"boxes": b, "scores": s, "labels": c, "count": n}
 
         raw, x = pixel_input(self.input_size, input_dtype)
-        meta = {**_model_meta(self, "detector"), "labels": list(self.class_names), "box_format": "xyxy",
+        meta = {**model_metadata(self, "detector"), "labels": list(self.class_names), "box_format": "xyxy",
                 "score_threshold": cfg[0], "iou_threshold": cfg[1], "max_detections": cfg[2],
                 "input_note": "letterbox each image: scale by min(S/h, S/w), centre it on an SxS canvas "
                               "of value 114; map boxes back with (box - pad) / scale"}
@@ -493,30 +493,41 @@ def detection_arrays(data, class_names=None):
     return imgs, boxes, labels
 
 
-def coco_metrics(gt_boxes, gt_labels, detections, class_names) -> dict:
+def coco_metrics(gt_boxes, gt_labels, detections, class_names, gt_masks=None) -> dict:
     """COCO mAP@[.5:.95], mAP50, mAP75, by size, AR@100 and per-class AP, computed by pycocotools.
 
     ``detections``: per image a dict with "boxes" (xyxy), "scores", "labels" (as ``detect``).
-    A class without ground truth gets AP None (COCO leaves it out of the mean).
+    A class without ground truth gets AP None (COCO leaves it out of the mean). With ``gt_masks``
+    (per image (k, H, W) bool, one per box) the overlaps are of masks (COCO's "segm"), and each
+    detection dict needs "masks" (n, H, W) as well.
     """
     try:
+        from pycocotools import mask as mask_utils
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:
         raise MissingDependencyError("COCO evaluation needs pycocotools: pip install pycocotools") from exc
     if len(detections) != len(gt_boxes):
         raise DataError(f"{len(detections)} detection results for {len(gt_boxes)} images")
+    segm = gt_masks is not None
+    rle = lambda m: mask_utils.encode(np.asfortranarray(np.asarray(m, np.uint8)))  # noqa: E731
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]
     anns, dets = [], []
     for i, (b, lab) in enumerate(zip(gt_boxes, gt_labels)):
-        for box, c in zip(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(lab).reshape(-1)):
+        for j, (box, c) in enumerate(zip(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(lab).reshape(-1))):
             w, h = box[2] - box[0], box[3] - box[1]
             anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c) + 1, "iscrowd": 0,
                          "bbox": [box[0], box[1], w, h], "area": w * h})
+            if segm:
+                anns[-1]["segmentation"] = rle(gt_masks[i][j])
+                anns[-1]["area"] = float(mask_utils.area(anns[-1]["segmentation"]))
         d = detections[i]
-        for box, s, c in zip(np.asarray(d["boxes"], np.float64).reshape(-1, 4), d["scores"], d["labels"]):
-            dets.append({"image_id": i, "category_id": int(c) + 1, "score": float(s),
-                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+        for j, (box, s, c) in enumerate(zip(np.asarray(d["boxes"], np.float64).reshape(-1, 4), d["scores"], d["labels"])):
+            dets.append({"image_id": i, "category_id": int(c) + 1, "score": float(s)})
+            if segm:  # loadRes takes "bbox" before "segmentation": give masks only
+                dets[-1]["segmentation"] = rle(d["masks"][j])
+            else:
+                dets[-1]["bbox"] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
     n_boxes = len(anns)
     out = {"n_images": len(gt_boxes), "n_boxes": n_boxes, "n_detections": len(dets)}
     present = {a["category_id"] - 1 for a in anns}
@@ -525,10 +536,14 @@ def coco_metrics(gt_boxes, gt_labels, detections, class_names) -> dict:
         return {**zero, "per_class": {n: (0.0 if k in present else None) for k, n in enumerate(class_names)}, **out}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         gt = COCO()
-        gt.dataset = {"images": [{"id": i} for i in range(len(gt_boxes))], "annotations": anns, "categories": cats}
+        images = [{"id": i} for i in range(len(gt_boxes))]
+        if segm:  # COCO reads each image's size before it reads a mask
+            for im, m in zip(images, gt_masks):
+                im["height"], im["width"] = (int(v) for v in np.shape(m)[-2:])
+        gt.dataset = {"images": images, "annotations": anns, "categories": cats}
         gt.createIndex()
         dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, "bbox")
+        ev = COCOeval(gt, dt, "segm" if segm else "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

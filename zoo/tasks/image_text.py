@@ -318,17 +318,17 @@ class ImageTextModel(DualEncoder):
     def export_signature(self, input_dtype: str = "uint8", class_names=None, templates=None):
         import keras
 
-        from zoo.export import Signature, _backbone_trunk, _layers, _model_meta, _without_head, pixel_input
+        from zoo.export import Signature, backbone_trunk, export_layers, model_metadata, without_head, pixel_input
 
         m = self.image_tower
         raw, x = pixel_input(m.input_size, input_dtype)
-        e = _backbone_trunk(_without_head(m))(x)["embedding"]
+        e = backbone_trunk(without_head(m))(x)["embedding"]
         for i, (w, b, act) in enumerate(self.image_head.layers):
             dense = keras.layers.Dense(w.shape[1], activation=act, name=f"image_head_{i}")
             e = dense(e)
             dense.set_weights([w, b])
-        outs = {"embedding": _layers().L2Normalize(name="joint_embedding")(e)}
-        meta = {**_model_meta(m, "image_text"), "fingerprint": self.fingerprint(), "dim": int(self.feature_dim),
+        outs = {"embedding": export_layers().L2Normalize(name="joint_embedding")(e)}
+        meta = {**model_metadata(m, "image_text"), "fingerprint": self.fingerprint(), "dim": int(self.feature_dim),
                 "text_model": self.text_tower.name if hasattr(self.text_tower, "name") else None,
                 "text_note": "text vectors come from encode_text; they are not part of this graph"}
         if class_names is not None:

@@ -250,12 +250,12 @@ class Segmenter(ZooModel):
         ``segment`` does (bilinear on probabilities, or nearest on classes)."""
         import keras
 
-        from zoo.export import Signature, _layers, _model_meta, pixel_input
+        from zoo.export import Signature, export_layers, model_metadata, pixel_input
 
         raw, x = pixel_input(self.input_size, input_dtype)
         probs = self.segmentation_model(x)
-        classes = _layers().ArgMax(name="classes")(probs)
-        meta = {**_model_meta(self, "segmenter"), "labels": list(self.class_names), "ignore_label": IGNORE,
+        classes = export_layers().ArgMax(name="classes")(probs)
+        meta = {**model_metadata(self, "segmenter"), "labels": list(self.class_names), "ignore_label": IGNORE,
                 "output_note": "maps at the input size; resize to each image's own size"}
         return Signature(keras.Model(raw, {"probabilities": probs, "classes": classes}, name="segmenter_export"),
                          meta)
