@@ -218,3 +218,16 @@ def scenes(split="all", n=None, size=128, seed: int = 0, style: str = "default",
         raise DataError(f"count must be (min, max) items with 1 <= min <= max, not {count!r}")
     result = tuple(_one(s, counts[s], hw, seed, style, count) for s in wanted)
     return result if many else result[0]
+
+
+def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_epochs=3, epochs=1, seed=0,
+                  verbose=None):
+    """The demo recipes' first step: ``backbone`` fine-tuned as a classifier of ``n`` Fashion-MNIST
+    training items drawn only from those the training scenes use (indices below ``VAL_START``), so
+    that the body tells the ten classes apart before it learns where they are."""
+    import zoo
+    from zoo import data
+
+    items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
+    return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
+                                                              val_fraction=0.05, seed=seed, verbose=verbose)

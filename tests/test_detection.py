@@ -148,6 +148,42 @@ def test_yolo_and_voc_readers_bad_input(tmp_path, caplog):
         detection.read_voc(voc)
 
 
+def test_voc_reader_and_tiles_on_real_tree_crowns():
+    """The deepforest wheel's NEON aerial images with their VOC crowns (bench/detect_trees.py's data)."""
+    import importlib.util
+    from pathlib import Path
+
+    from zoo.images import read_image
+
+    spec = importlib.util.find_spec("deepforest")
+    if spec is None:
+        pytest.skip("deepforest is not installed (scripts/setup.sh installs it --no-deps)")
+    d = detection.read_voc(Path(spec.origin).parent / "data")
+    count = {Path(s).stem: len(b) for s, b in zip(d.sources, d.boxes)}
+    assert count == {"OSBS_029": 61, "SOAP_061": 37, "2019_YELL_2_541000_4977000_image_crop": 279,
+                     "2019_YELL_2_528000_4978000_image_crop2": 574}
+    assert d.class_names == ["Alive", "Dead", "Tree"]   # SOAP_061 marks its crowns alive (9) or dead (28)
+    assert np.bincount(d.labels[[Path(s).stem for s in d.sources].index("SOAP_061")]).tolist() == [9, 28]
+    i = [Path(s).stem for s in d.sources].index("OSBS_029")
+    np.testing.assert_allclose(d.boxes[i][0], [202, 66, 227, 90])   # <xmin>203 <ymin>67 <xmax>227 <ymax>90, 1-based
+
+    big = d.take([[Path(s).stem for s in d.sources].index("2019_YELL_2_541000_4977000_image_crop")])  # 1249 x 1035
+    t = detection.tiles(big, size=400, overlap=0.25)
+    assert len(t) == 4 * 4 and all(np.shape(x) == (400, 400, 3) for x in t.images)  # x: 0,300,600,849; y: 0,300,600,635
+    origin = {s.rsplit("@", 1)[1] for s in t.sources}
+    assert {"0,0", "849,635", "849,0", "0,635"} <= origin
+    for b in t.boxes:
+        assert ((b >= 0) & (b <= 400)).all() and (b[:, 2] > b[:, 0]).all()
+    # every crown lies whole in at least one tile (all are under 100 px; tiles overlap by 100)
+    whole = 0
+    for box in big.boxes[0]:
+        whole += any(np.isclose(tb, box - [int(x), int(y)] * 2, atol=1e-4).all(1).any()
+                     for tb, (x, y) in zip(t.boxes, (s.rsplit("@", 1)[1].split(",") for s in t.sources)))
+    assert whole == len(big.boxes[0])
+    image = read_image(big.images[0])
+    np.testing.assert_array_equal(t.images[-1], np.clip(np.round(image[635:, 849:]), 0, 255).astype(np.uint8))
+
+
 # ---- augmentation moves boxes with pixels --------------------------------------------------
 def test_augmentation_moves_boxes_with_pixels():
     import tensorflow as tf
