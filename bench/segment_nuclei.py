@@ -11,7 +11,7 @@ IoU >= 0.5: precision, recall, F1, TP/(TP+FP+FN) and the mean IoU of matches), b
 baseline measured in the same run: Otsu's threshold, connected components, the same growing.
 Writes ``nuclei.png`` (image, truth, prediction, baseline) and ``curves.png`` under --out.
 
-    python bench/segment_nuclei.py                  # about 6 min on a 2-core CPU
+    python bench/segment_nuclei.py                  # about 10 min on a 2-core CPU (9.5 min of training)
     python bench/segment_nuclei.py --head deeplabv3plus
 
 stardist is installed ``--no-deps`` (it declares TensorFlow 2 plug-ins); only its data files are read.
