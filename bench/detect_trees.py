@@ -12,7 +12,7 @@ NEON crowns from many sites) to precision and recall > 0.5 on this same image
 (``tests/test_main.py::test_evaluate`` in weecology/DeepForest). Writes ``test.png`` (truth green,
 predictions in colour) and ``curves.png`` under --out.
 
-    python bench/detect_trees.py                       # about 15 min on a 2-core CPU
+    python bench/detect_trees.py                       # about 14 min on a 2-core CPU (13 min of training)
     python bench/detect_trees.py --epochs 4 --unfreeze-epochs 0    # a quick look
 
 deepforest is installed ``--no-deps`` (it declares torch); only its data files are read.
