@@ -51,20 +51,22 @@ class InstanceSegmenter:
         self.seg_class_of = [names.index(n) for n in detector.class_names]
         self.class_names = list(detector.class_names)
 
-    def predict(self, images, score_threshold: float = 0.3, batch_size: int = 16, progress: bool = False) -> list[dict]:
+    def predict(self, images, score_threshold: float = 0.3, batch_size: int = 16, progress: bool = False,
+                class_agnostic: bool = True) -> list[dict]:
         """Per image the detector's dict ("boxes", "scores", "labels", "names") plus "masks" (n, H, W) bool
-        in that image's own pixels."""
+        in that image's own pixels. ``class_agnostic=False``: NMS per class, as COCO scoring expects."""
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = images[None]
-        dets = self.detector.detect(images, score_threshold=score_threshold, batch_size=batch_size, progress=progress)
+        dets = self.detector.detect(images, score_threshold=score_threshold, batch_size=batch_size, progress=progress,
+                                    class_agnostic=class_agnostic)
         maps = self.segmenter.segment(images, batch_size=batch_size, progress=progress)
         if len(dets) != len(maps):
             raise DataError(f"{len(dets)} images detected but {len(maps)} segmented: some could not be read")
         return [{**d, "masks": masks_for_boxes(d, m, self.seg_class_of)} for d, m in zip(dets, maps)]
 
     def evaluate(self, data, score_threshold: float = 0.05) -> dict:
-        """COCO mask AP ("mask": mAP, mAP50, ...) and box AP ("box") on data with instance maps
-        (demo scenes: ``instances[i]`` (H, W), 0 background, j + 1 for box j)."""
+        """COCO mask AP ("mask": mAP, mAP50, ...) and box AP ("box", as ``detector.evaluate`` gives it)
+        on data with instance maps (demo scenes: ``instances[i]`` (H, W), 0 background, j + 1 for box j)."""
         from zoo.tasks.detector import coco_metrics
 
         if not hasattr(data, "instances"):
@@ -72,6 +74,6 @@ class InstanceSegmenter:
                             "object with images, boxes, labels and instances")
         gt_masks = [np.stack([inst == j + 1 for j in range(len(b))]) if len(b) else np.zeros((0, *inst.shape), bool)
                     for inst, b in zip(data.instances, data.boxes)]
-        out = self.predict(data.images, score_threshold=score_threshold)
+        out = self.predict(data.images, score_threshold=score_threshold, class_agnostic=False)
         return {"mask": coco_metrics(data.boxes, data.labels, out, self.class_names, gt_masks=gt_masks),
                 "box": coco_metrics(data.boxes, data.labels, out, self.class_names)}
