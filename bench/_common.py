@@ -54,3 +54,22 @@ def timed(fn, *a, **kw):
     t = time.perf_counter()
     out = fn(*a, **kw)
     return out, time.perf_counter() - t
+
+
+FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+         "amx_bf16")
+
+
+def cpu_line() -> str:
+    model, flags = "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"CPU: {model}, {os.cpu_count()} cores; flags: "
+            f"{' '.join(f for f in FLAGS if f in flags) or 'none of ' + '/'.join(FLAGS)}; load average {load:.1f}")

@@ -21,6 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: python bench/x.py
 
+from bench._common import cpu_line  # noqa: E402
+
 
 def library_facts() -> dict:
     """What the keras-cv / keras-hub / pycocotools installed here do, read from their source."""
@@ -86,6 +88,7 @@ def main(argv=None):
     p.add_argument("--out", default="runs/detect")
     p.add_argument("--n-test", type=int, default=500)
     a = p.parse_args(argv)
+    print(cpu_line(), flush=True)
     print(json.dumps({"library_facts": library_facts()}, indent=2), flush=True)
 
     import zoo

@@ -22,7 +22,7 @@ import numpy as np
 from _common import fashion_mnist  # noqa: F401  (also puts the checkout on sys.path)
 from PIL import Image
 
-from bench.runtimes import cpu_line
+from bench._common import cpu_line
 import zoo
 
 

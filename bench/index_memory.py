@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _common import fashion_mnist  # noqa: F401  (also puts the checkout on sys.path)
 
-from bench.runtimes import cpu_line
+from bench._common import cpu_line
 import zoo
 
 

@@ -27,25 +27,7 @@ import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import runtimes as zrt  # noqa: E402
-
-FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
-         "amx_bf16")
-
-
-def cpu_line() -> str:
-    model, flags = "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"CPU: {model}, {zrt.cpu_threads()} cores usable; flags: "
-            f"{' '.join(f for f in FLAGS if f in flags) or 'none of ' + '/'.join(FLAGS)}; load average {load:.1f}")
-
+from bench._common import cpu_line  # noqa: E402
 
 def cosine(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

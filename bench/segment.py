@@ -21,11 +21,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: python bench/x.py
 
+from bench._common import cpu_line  # noqa: E402
+
 from recipes.segment_scenes import RECIPE, run  # noqa: E402
 
 
 def speed(seg, images, batch=32, rounds=3) -> tuple[float, float]:
-    """(img/s of seg.segment on uint8 arrays, img/s of the bare tf.function model call on float tensors)."""
+    """(img/s of seg.segment on uint8 arrays, img/s of the bare tf.function model call on float tensors
+    already at the network's input size)."""
     import tensorflow as tf
 
     x = images[:batch]
@@ -35,7 +38,7 @@ def speed(seg, images, batch=32, rounds=3) -> tuple[float, float]:
         seg.segment(x, batch_size=batch, progress=False)
     ours = rounds * len(x) / (time.perf_counter() - t)
     fn = tf.function(lambda a: seg.segmentation_model(a, training=False))
-    xt = tf.constant(x.astype(np.float32))
+    xt = tf.image.resize(tf.constant(x.astype(np.float32)), (seg.input_size, seg.input_size))  # the net's size
     fn(xt)
     t = time.perf_counter()
     for _ in range(rounds):
@@ -50,8 +53,10 @@ def main():
     p.add_argument("--scenes", type=int, default=RECIPE["n_train"])
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
     p.add_argument("--head-epochs", type=int, default=RECIPE["head_epochs"])
+    p.add_argument("--input-size", type=int, default=RECIPE["input_size"], help="network input (scenes stay 128 px)")
     p.add_argument("--out", default="runs/bench_segment")
     a = p.parse_args()
+    print(cpu_line(), flush=True)
     import os
 
     import zoo
@@ -61,7 +66,7 @@ def main():
     for head in a.heads:
         for up in (a.upsample if head == "unet" else [None]):
             name = head + (f"-{up}" if up else "")
-            cfg = dict(RECIPE, n_train=a.scenes, epochs=a.epochs, head_epochs=a.head_epochs)
+            cfg = dict(RECIPE, n_train=a.scenes, epochs=a.epochs, head_epochs=a.head_epochs, input_size=a.input_size)
             s = run(head=head, out=f"{a.out}/{name}", verbose=2, head_config={"upsample": up} if up else None, **cfg)
             seg = zoo.load(f"{a.out}/{name}/model")
             ours, bare = speed(seg, scenes("test", n=32).images)

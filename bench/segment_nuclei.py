@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: python bench/x.py
 
-from bench.runtimes import cpu_line  # noqa: E402
+from bench._common import cpu_line  # noqa: E402
 
 NAMES = ["background", "nucleus", "boundary"]
 

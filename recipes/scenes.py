@@ -21,6 +21,7 @@ backgrounds) to judge generalisation.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -220,14 +221,41 @@ def scenes(split="all", n=None, size=128, seed: int = 0, style: str = "default",
     return result if many else result[0]
 
 
+def item_crops(data: Scenes, size: int = 48, context: float = 0.15):
+    """Each scene item as a labelled square crop (``LabeledImages``, Fashion-MNIST class ids): the
+    box's longer side plus ``context`` on each side, centred on the box (black beyond the scene),
+    resized to ``size``. The items as the scenes show them: tinted, on photos, partly occluded."""
+    from zoo.data import LabeledImages
+
+    crops, labels = [], []
+    for img, boxes, labs in zip(data.images, data.boxes, data.labels):
+        pic = Image.fromarray(img)
+        for (x0, y0, x1, y1), lab in zip(boxes, labs):
+            half = max(x1 - x0, y1 - y0) * (0.5 + context)
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            box = tuple(int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+            crops.append(np.asarray(pic.crop(box).resize((size, size), Image.BILINEAR)))
+            labels.append(int(lab))
+    return LabeledImages(np.stack(crops), np.asarray(labels, np.int64), list(data.class_names))
+
+
 def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_epochs=3, epochs=1, seed=0,
-                  verbose=None):
+                  verbose=None, source="fashion_mnist"):
     """The demo recipes' first step: ``backbone`` fine-tuned as a classifier of ``n`` Fashion-MNIST
     training items drawn only from those the training scenes use (indices below ``VAL_START``), so
-    that the body tells the ten classes apart before it learns where they are."""
+    that the body tells the ten classes apart before it learns where they are. ``source="scenes"``
+    takes the items as training scenes show them (:func:`item_crops` of scenes composed with
+    another seed; still training-split items only) instead of the plain grey 28x28 images."""
     import zoo
     from zoo import data
 
-    items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
+    if source == "scenes":
+        mean_items = sum(STYLES["default"]["count"]) / 2
+        composed = scenes("train", n=int(math.ceil(n / mean_items)), size=128, seed=seed + 1000)
+        items = item_crops(composed, size=input_size)
+    elif source == "fashion_mnist":
+        items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
+    else:
+        raise DataError(f"source must be 'fashion_mnist' or 'scenes', not {source!r}")
     return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
                                                               val_fraction=0.05, seed=seed, verbose=verbose)

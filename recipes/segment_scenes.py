@@ -5,11 +5,13 @@
     python -m recipes.segment_scenes --no-items          # skip step 1 (ImageNet body straight to scenes)
 
 Two transfer steps, both from the ImageNet weights of the offline default backbone:
-1. the backbone is fine-tuned as a classifier of the Fashion-MNIST items the training scenes draw
-   from (``zoo``'s ``finetune`` at 48 px, the items' size in the scenes; never the validation or
-   test scenes' items), so the body already tells the ten classes apart;
+1. the backbone is fine-tuned as a classifier of scene items (``zoo``'s ``finetune`` at 48 px on
+   square crops around the items of training-split scenes composed with another seed: tinted, on
+   photos, partly occluded, as the scenes show them; never the validation or test scenes' items),
+   so the body already tells the ten classes apart;
 2. the segmenter (``recipes.segmentation.train``) learns where they are on dense training scenes
-   (3-7 items each), head first on the frozen body, then unfrozen.
+   (3-7 items each, 128 px, fed to the network at 192 px so that small items span more feature
+   cells), head first on the frozen body, then unfrozen.
 
 Trains on composed scenes (Fashion-MNIST items on scikit-image photos; recipes.scenes), prints
 the mIoU on held-out test scenes (other items, other photos) and on scenes composed differently
@@ -29,13 +31,14 @@ import numpy as np
 from recipes import segmentation
 from recipes.scenes import item_backbone, scenes
 
-RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3,
-              class_weights="balanced", items=dict(n=12000, input_size=48, head_epochs=3, epochs=1))
+RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, scene_size=128, input_size=192, head_epochs=1,
+              epochs=5, lr=1e-3, class_weights="balanced",
+              items=dict(n=12000, input_size=48, head_epochs=3, epochs=2, source="scenes"))
 
 
 def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=3000, count=(3, 7), n_val=200,
         n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3, class_weights="balanced", items=None,
-        seed=0, verbose=None, head_config=None) -> dict:
+        seed=0, verbose=None, head_config=None, scene_size=128) -> dict:
     """(Step 1 when ``items`` is a dict of :func:`item_backbone` arguments,) train, save, evaluate on
     held-out default and shifted scenes; returns the summary."""
     out = Path(out)
@@ -44,8 +47,8 @@ def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=
     if items:
         body = item_backbone(backbone, seed=seed, verbose=verbose, **items)
         item_s = round(time.perf_counter() - t0)
-    train = scenes("train", n=n_train, size=input_size, seed=seed, count=count)
-    val = scenes("val", n=n_val, size=input_size, seed=seed)
+    train = scenes("train", n=n_train, size=scene_size, seed=seed, count=count)
+    val = scenes("val", n=n_val, size=scene_size, seed=seed)
     seg = segmentation.train(train, val, backbone=body, head=head, out_dir=out, input_size=input_size,
                              head_epochs=head_epochs, epochs=epochs, lr=lr, class_weights=class_weights, seed=seed,
                              verbose=verbose, head_config=head_config or {})
@@ -56,7 +59,7 @@ def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=
                "item_step_seconds": item_s, "head_epochs": head_epochs, "epochs": epochs,
                "kept": seg.training_config.get("kept"), "train_seconds": round(train_s)}
     for style in ("default", "shifted"):
-        test = scenes("test", n=n_test, size=input_size, seed=seed, style=style)
+        test = scenes("test", n=n_test, size=scene_size, seed=seed, style=style)
         t = time.perf_counter()
         r = seg.evaluate(test, progress=False)
         summary[style] = {"mIoU": round(r["mIoU"], 4), "pixel_accuracy": round(r["pixel_accuracy"], 4),
@@ -77,12 +80,15 @@ def main(argv=None):
     p.add_argument("--scenes", type=int, help=f"training scenes (default {RECIPE['n_train']})")
     p.add_argument("--epochs", type=int, help=f"unfrozen epochs (default {RECIPE['epochs']})")
     p.add_argument("--head-epochs", type=int, help=f"frozen-backbone epochs (default {RECIPE['head_epochs']})")
+    p.add_argument("--input-size", type=int, help=f"network input side; scenes stay {RECIPE['scene_size']} px "
+                                                    f"(default {RECIPE['input_size']})")
     p.add_argument("--no-items", action="store_true", help="skip step 1 (the item classifier)")
     a = p.parse_args(argv)
     cfg = dict(RECIPE)
     if a.no_items:
         cfg["items"] = None
-    for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs")):
+    for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs"),
+                       ("input_size", "input_size")):
         if getattr(a, key) is not None:
             cfg[field] = getattr(a, key)
     s = run(head=a.head, backbone=a.backbone, out=a.out, **cfg)

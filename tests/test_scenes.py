@@ -77,3 +77,26 @@ def test_take_and_bad_arguments(three):
 def test_denser_scenes_on_request():
     dense = sc.scenes("train", n=20, size=128, count=(6, 6))
     assert np.mean([len(v) for v in dense.labels]) > 5 and max(len(v) for v in dense.labels) == 6
+
+
+def test_item_crops_are_the_scene_items_centred_with_their_labels(three):
+    from dataclasses import replace
+
+    tr = three[0].take(range(20))
+    crops = sc.item_crops(tr, size=40, context=0.15)
+    assert crops.images.shape == (sum(map(len, tr.labels)), 40, 40, 3) and crops.images.dtype == np.uint8
+    np.testing.assert_array_equal(crops.labels, np.concatenate(tr.labels))
+    assert crops.class_names == tr.class_names
+    # the same crops of white-on-black item masks: each item's box is centred, its longer side 1/1.3 of the crop
+    k = 0
+    for i in range(len(tr)):
+        for j in range(len(tr.labels[i])):
+            white = np.repeat((tr.instances[i:i + 1] == j + 1)[..., None] * np.uint8(255), 3, -1)
+            one = replace(tr.take([i]), images=white, boxes=[tr.boxes[i][j:j + 1]], labels=[tr.labels[i][j:j + 1]])
+            ys, xs = np.nonzero(sc.item_crops(one, size=40, context=0.15).images[0, ..., 0] > 0)  # any coverage
+            x0, y0, x1, y1 = tr.boxes[i][j]
+            tol = 1 + 40 / (1.3 * max(x1 - x0, y1 - y0))  # a scene pixel of rounding, in crop pixels, and one
+            assert abs((xs.min() + xs.max() + 1) / 2 - 20) <= tol and abs((ys.min() + ys.max() + 1) / 2 - 20) <= tol
+            assert abs(max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) - 40 / 1.3) <= 2 * tol
+            k += 1
+    assert k == len(crops.labels)

@@ -184,7 +184,7 @@ def test_training_converges_well_above_all_background(trained):
     # Measured: mIoU 0.147 (1.9x all-background), objects' IoU 0.52. A short frozen-backbone run
     # finds the objects but hardly tells the ten classes apart: a linear probe on frozen Lite0 P3
     # cells of these 64 px scenes gets 27% on test objects (P4 at 128 px: 39%), which is why the
-    # demo recipe (recipes/segment_scenes.py) first fine-tunes the backbone on Fashion-MNIST items.
+    # demo recipe (recipes/segment_scenes.py) first fine-tunes the backbone on scene items.
     assert r["mIoU"] > 1.4 * baseline, r
     fg_pred = np.stack(seg.segment(test.images, progress=False)) > 0
     fg_true = test.masks > 0
