@@ -61,6 +61,9 @@ FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vn
 
 
 def cpu_line() -> str:
+    """The CPU model, the cores this process may use, the speed-relevant flags and the load."""
+    from zoo.runtimes import cpu_threads
+
     model, flags = "?", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -71,5 +74,5 @@ def cpu_line() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"CPU: {model}, {os.cpu_count()} cores; flags: "
+    return (f"CPU: {model}, {cpu_threads()} cores usable; flags: "
             f"{' '.join(f for f in FLAGS if f in flags) or 'none of ' + '/'.join(FLAGS)}; load average {load:.1f}")

@@ -14,7 +14,6 @@ embeddings) with the float model, on test images it was not fitted on.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import numpy as np  # noqa: E402
 import zoo  # noqa: E402
 from zoo import runtimes as zrt  # noqa: E402
 from bench._common import cpu_line  # noqa: E402
+
 
 def cosine(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
