@@ -1,4 +1,4 @@
-.PHONY: setup demo test test-fast test-apps bench apps
+.PHONY: setup demo test test-fast test-apps bench apps lock
 setup:
 	bash scripts/setup.sh
 
@@ -17,5 +17,8 @@ bench: setup
 test-apps: setup  ## the apps' page tests and the real-browser test (WITH_BROWSER=1 make setup first)
 	.venv/bin/python -m pytest -q tests/test_apps.py tests/test_apps_browser.py
 
-apps: setup  ## open the Streamlit demos at http://localhost:8501
-	.venv/bin/streamlit run apps/Home.py
+apps: setup  ## open the Streamlit demos at http://localhost:8501 (`zoo apps`)
+	.venv/bin/zoo apps
+
+lock:  ## rewrite constraints.txt from .venv: the exact versions CI tests (run after changing pyproject.toml)
+	.venv/bin/pip list --format=freeze --exclude-editable | grep -v '^keras-vision-zoo=' > constraints.txt

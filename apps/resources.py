@@ -159,7 +159,9 @@ def folder_collection(folder: str, size: int, name: str = DEFAULT_MODEL, files_d
     allowed = (lambda f: inside(f, Path(root))) if root else (lambda f: True)
     skipped: list = []
     if (p / "manifest.json").is_file():  # a saved index: its own model
-        idx = zoo.index.load(p)
+        from apps.serving import check_index_model
+
+        idx = check_index_model(zoo.index.load(p), Path(root) if root else None)
         title = f"index {p} ({len(idx):,} items, {idx.model_info['name'] if idx.model_info else 'raw vectors'})"
     else:
         m = model(name, size)

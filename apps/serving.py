@@ -3,9 +3,12 @@
 - ``apps/.streamlit/config.toml`` binds the server to 127.0.0.1. To share the demo on a network:
   ``streamlit run apps/Home.py --server.address 0.0.0.0`` (or ``STREAMLIT_SERVER_ADDRESS=0.0.0.0
   make apps``); anyone who can reach the port can then use it, there is no login.
-- Visitors may open folders and saved indexes on the server only under ``$ZOO_APPS_ROOT``
-  (unset: none at all, only uploads and the bundled data). Paths are resolved (symlinks, ``..``)
-  before the check, and files inside a folder that resolve outside the root are left out.
+- Visitors may open folders, saved indexes and model folders on the server only under
+  ``$ZOO_APPS_ROOT`` (unset: none at all, only uploads, the bundled data and the model folders the
+  operator configured). Every typed path goes through :func:`visitor_path`, :func:`model_folder`
+  or :func:`class_folders`: paths are resolved (symlinks, ``..``) before the check; a class folder
+  or image that resolves outside the root is refused; a saved index may name its model folder
+  only under the root or the zoo's cache (:func:`check_index_model`).
 - :class:`KnownPagesOnly` answers 404 for URLs that are not a page. Streamlit itself serves its
   single-page app (index.html, 200) for every unknown path and only then, in the browser, says
   "page not found" and shows the default page.
@@ -52,9 +55,52 @@ def visitor_path(text: str) -> Path:
     p = Path(text).expanduser() if text.startswith("~") else Path(text)
     p = p if p.is_absolute() else root / p
     if not inside(p, root):
-        raise FolderNotAllowedError(f"{text} is outside the folder this server shares ({root}): "
-                                    f"enter a folder under {root}")
+        raise _outside(text, root)
     return p.resolve()
+
+
+def _outside(what, root: Path) -> FolderNotAllowedError:
+    return FolderNotAllowedError(f"{what} is outside the folder this server shares ({root}): "
+                                 f"enter a folder under {root}")
+
+
+def model_folder(text: str, configured=()) -> Path:
+    """A model folder typed by a visitor: one of the ``configured`` folders (chosen by whoever
+    started the server: defaults and environment variables) as it is, anything else through
+    :func:`visitor_path`."""
+    text = text.strip()
+    for c in configured:
+        if c and text == str(c).strip():
+            return Path(text).expanduser()
+    return visitor_path(text)
+
+
+def class_folders(text: str):
+    """``zoo.data.image_folder`` of a typed folder under the root, refusing class folders and images
+    that resolve outside it (symlinks) with :func:`visitor_path`'s message."""
+    from zoo import data
+
+    folder = visitor_path(text)
+    root = visitor_root()
+    d = data.image_folder(folder)
+    escaped = next((f for f in d.images if not inside(f, root)), None)
+    if escaped is not None:
+        raise _outside(f"{escaped} (in {text.strip()})", root)
+    return d
+
+
+def check_index_model(index, root: Path | None):
+    """Refuse a saved index whose recorded model folder is outside ``root`` and the zoo's cache
+    (the index would load that folder as its query model)."""
+    from zoo.weights.resolve import zoo_home
+
+    src = (index.model_info or {}).get("source")
+    if not src:
+        return index
+    allowed = [r for r in (root, zoo_home().resolve()) if r is not None]
+    if not any(inside(src, r) for r in allowed):
+        raise _outside(f"this index's model folder {src}", root or zoo_home())
+    return index
 
 
 # ---- unknown URLs -----------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import time
-import warnings
 import xml.etree.ElementTree as ET  # expat >= 2.4.1 refuses entity expansion bombs; no external entities
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -676,10 +675,8 @@ def _fit_phase(det, tds, vds, steps, epochs, lr, cfg, val, verbose, out_dir, off
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             cbs.append(keras.callbacks.ModelCheckpoint(str(Path(out_dir) / "best.weights.h5"), monitor="val_mAP",
                                                        mode="max", save_best_only=True, save_weights_only=True))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shuffle.*")
-        h = det.keras_model.fit(tds, validation_data=vds, epochs=epochs, steps_per_epoch=steps,
-                                callbacks=cbs, verbose=verbose)
+    h = det.keras_model.fit(tds, validation_data=vds, epochs=epochs, steps_per_epoch=steps,
+                            callbacks=cbs, verbose=verbose, shuffle=False)  # the dataset shuffles
     return {k: v for k, v in h.history.items() if k not in ("val_mAP", "val_mAP50")}, vmap.points
 
 

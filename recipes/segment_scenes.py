@@ -26,7 +26,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from recipes import segmentation
 from recipes.scenes import item_backbone, scenes

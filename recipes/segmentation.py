@@ -294,7 +294,6 @@ def train(train, val=None, backbone="efficientnet_lite0", head: str = "unet", ou
     the fields of :class:`SegmentConfig`. ``out_dir`` receives ``best.weights.h5``,
     ``curves.png`` and ``overlays.png`` (validation images, truth and prediction)."""
     import keras
-    import tensorflow as tf
 
     import zoo
     from zoo import training as ztr
@@ -342,10 +341,8 @@ def train(train, val=None, backbone="efficientnet_lite0", head: str = "unet", ou
         cbs = ztr.fit_callbacks("val_miou", cfg.patience, out_dir,
                                 [ztr.Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])])
         history["phase_starts"].append(len(history.get("loss", [])))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*shuffle.*")
-            h = seg.segmentation_model.fit(tds, validation_data=vds, epochs=epochs, steps_per_epoch=steps,
-                                           callbacks=cbs, verbose=verbose)
+        h = seg.segmentation_model.fit(tds, validation_data=vds, epochs=epochs, steps_per_epoch=steps,
+                                       callbacks=cbs, verbose=verbose, shuffle=False)  # the dataset shuffles
         ztr.extend_history(history, h.history)
         log.info("%s: best val mIoU %.4f", what, max(h.history.get("val_miou", [0])))
         return h.history.get("val_miou", [])

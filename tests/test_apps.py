@@ -283,6 +283,52 @@ def test_search_folders_only_under_the_configured_root(tmp_path, monkeypatch):
         assert not at.image and not at.dataframe
 
 
+def test_model_folders_typed_by_visitors_only_under_the_root(tmp_path, monkeypatch):
+    """Detect and Image-text take a model folder from a text box: the operator's default as it is,
+    anything else only under ZOO_APPS_ROOT (symlinks and .. resolved first)."""
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    private.mkdir(), shared.mkdir()
+    (shared / "link").symlink_to(private, target_is_directory=True)
+    monkeypatch.delenv("ZOO_APPS_ROOT", raising=False)
+    for name, key in (("detect", "det_folder"), ("image_text", "it_model")):
+        at = opened(name, **{key: str(private)}).run()
+        assert not at.exception and "does not open folders typed by visitors" in errors_text(at), (name, errors_text(at))
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(shared))
+    for name, key in (("detect", "det_folder"), ("image_text", "it_model")):
+        for typed in (str(private), "../private", "link", "/etc"):
+            at = opened(name, **{key: typed}).run()
+            assert not at.exception
+            assert "outside the folder this server shares" in errors_text(at), (name, typed, errors_text(at))
+
+
+def test_saved_index_may_name_its_model_folder_only_under_the_root(tmp_path, monkeypatch):
+    import zoo
+    import zoo.index
+
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    shared.mkdir()
+    zoo.load("efficientnet_lite0", input_size=32).save(private / "model")
+    zoo.index.build(fmnist().images[:8], model=zoo.load(private / "model"), out=shared / "items.zidx", progress=False)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(shared))
+    at = opened("search", search_collection="A folder on the server", search_folder="items.zidx").run()
+    assert not at.exception
+    assert "this index's model folder" in errors_text(at) and "outside the folder this server shares" in errors_text(at)
+
+
+def test_finetune_refuses_class_folders_that_link_out_of_the_root(tmp_path, monkeypatch):
+    shared = fmnist_folders(tmp_path / "shared", ("Bag", "Sneaker"), per_class=3)
+    private = fmnist_folders(tmp_path / "private", ("Trouser",), per_class=3)
+    (shared / "Trouser").symlink_to(private / "Trouser", target_is_directory=True)
+    monkeypatch.setenv("ZOO_APPS_ROOT", str(shared))
+    at = page("finetune")
+    at.radio(key="ft_data").set_value("A folder of class subfolders").run()
+    at.text_input(key="ft_folder").set_value(str(shared))
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    assert "outside the folder this server shares" in errors_text(at) and "trouser_" in errors_text(at)
+    assert "ft_result" not in at.session_state
+
+
 def test_search_among_uploaded_images():
     at = opened("search", search_collection="My images (upload)", search_upload_size=96).run()
     assert "Upload two or more images" in " ".join(i.value for i in ok(at).info)

@@ -122,7 +122,7 @@ def test_rerun_resumes_from_committed_shards(folder, lite0_96, tmp_path):
 
 
 def test_cli_engine_beam(folder, lite0_96, tmp_path, capsys):
-    from recipes.cli import main
+    from zoo.cli import main
 
     root, good = folder
     out = tmp_path / "cli.zidx"

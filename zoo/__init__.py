@@ -63,6 +63,7 @@ _NOISE = _re.compile(
     r"|Attempting to register factory for plugin"
     r"|computation_placer\.cc.*already registered"
     r"|This TensorFlow binary is optimized|^To enable the following instructions"
+    r"|port\.cc.*oneDNN custom operations are on"  # informational, printed twice by TF 2.21's loaders
 )
 _CUDA_NOISE = _re.compile(r"cudart_stub\.cc.*Could not find cuda drivers|failed call to cuInit"
                           r"|Could not find TensorRT|TF-TRT Warning")

@@ -3,8 +3,10 @@
 TensorFlow is imported only by the commands that run a model, so ``zoo --help``, ``zoo list``
 and ``zoo info`` start fast. Mistakes a user can make print one ``error: ...`` line on stderr
 (exit 1; usage errors exit 2); anything unexpected prints ``internal error: ...``; ``--debug``
-adds the traceback. Other task CLIs add subcommands as plugins: ``main(argv, plugins=[f])``
-with ``f(subparsers)`` calling ``subparsers.add_parser(...).set_defaults(func=...)``.
+adds the traceback. Subcommands defined outside this module are plugins: ``f(subparsers)``
+calling ``subparsers.add_parser(...).set_defaults(func=...)``, declared as entry points in the
+group ``zoo.commands`` (pyproject.toml; other packages may add their own), so ``zoo`` and
+``python -m zoo`` are one CLI with every subcommand.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 
 EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 2, 1, 130
+PLUGIN_GROUP = "zoo.commands"  # entry points: command name -> "module:add_commands"
 # Built-in plugins, imported only when one of their commands runs (FAISS and numpy take about a
 # second to import); otherwise a stub with the same name and help stands in for ``zoo --help``.
 BUILTIN_PLUGINS = {
@@ -254,6 +257,26 @@ def _cmd_evaluate(a):
     return 0
 
 
+def apps_home() -> Path:
+    """``Home.py`` of the Streamlit apps, which install beside the ``zoo`` package."""
+    import zoo
+
+    home = Path(zoo.__file__).resolve().parent.parent / "apps" / "Home.py"
+    if not home.is_file():
+        raise ZooError(f"the apps are not installed beside zoo (no {home}): reinstall keras-vision-zoo")
+    return home
+
+
+def _cmd_apps(a):
+    import subprocess
+
+    from zoo.extras import require
+
+    require("streamlit", "`zoo apps`")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(apps_home()), *a.streamlit_args]
+    return subprocess.call(cmd)
+
+
 # ---- parser ---------------------------------------------------------------------------------
 def _add_common(p, default):
     p.add_argument("-v", "--verbose", action="store_true", default=default, help="log more")
@@ -290,15 +313,47 @@ def _unavailable(exc: ImportError):
     def func(a):
         from zoo.errors import MissingDependencyError
 
+        if isinstance(exc, MissingDependencyError):
+            raise exc
         raise MissingDependencyError(f"`zoo {a.command}` is unavailable: {exc}. Install the missing package "
-                                     "(pip install -r requirements.txt)")
+                                     "(pip install 'keras-vision-zoo[all]')")
     return func
 
 
-def build_parser(plugins=(), command: str | None = None):
+def installed_plugins() -> list:
+    """The ``add_commands`` of every module named in the ``zoo.commands`` entry points (one call
+    per module, whichever of its commands the entry points name), or a stand-in that says why a
+    module could not be imported."""
+    from importlib.metadata import entry_points
+
+    by_module: dict[str, list[str]] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        names = by_module.setdefault(ep.value, [])
+        if ep.name not in names:
+            names.append(ep.name)
+    plugins = []
+    for spec, names in by_module.items():
+        plugin = _load_plugin(spec)
+        plugins.append(plugin if callable(plugin) else _stand_ins(names, plugin))
+    return plugins
+
+
+def _stand_ins(names, exc):
+    def add(sub):
+        for name in names:
+            s = sub.add_parser(name, help=f"(unavailable: {exc})")
+            s.add_argument("args", nargs=argparse.REMAINDER)
+            s.set_defaults(func=_unavailable(exc))
+    return add
+
+
+def build_parser(plugins=None, command: str | None = None):
     """``(parser, subparsers)``: the core commands, the built-in plugins (``index``, ``dedup``)
-    and ``plugins``, each a callable ``plugin(subparsers)``. With ``command`` (the word the user
-    typed, "" for none), built-in plugins that do not own it are not imported."""
+    and ``plugins``, each a callable ``plugin(subparsers)`` (default: :func:`installed_plugins`).
+    With ``command`` (the word the user typed, "" for none), built-in plugins that do not own it
+    are not imported."""
+    if plugins is None:
+        plugins = installed_plugins()
     p = _Parser(prog="zoo", description="Pretrained Keras backbones for transfer learning.")
     _add_common(p, False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -359,6 +414,14 @@ def build_parser(plugins=(), command: str | None = None):
     s.add_argument("--tta", action="store_true", help="average with horizontally mirrored images (2x the time)")
     s.set_defaults(func=_cmd_evaluate)
 
+    s = sub.add_parser("apps", help="start the Streamlit demos at http://localhost:8501 (this machine only)",
+                       description="Start the Streamlit demo apps. Options after the command go to `streamlit "
+                                   "run`, e.g. `zoo apps --server.port 8502`. To share them on a network: "
+                                   "`--server.address 0.0.0.0`; visitors may then open server folders only under "
+                                   "$ZOO_APPS_ROOT (see apps/serving.py).")
+    s.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed to `streamlit run`")
+    s.set_defaults(func=_cmd_apps)
+
     for spec, commands in BUILTIN_PLUGINS.items():
         plugin = _load_plugin(spec) if command is None or command in commands else None
         if callable(plugin):
@@ -415,12 +478,17 @@ def run(args) -> int:
         return EXIT_ERROR
 
 
-def main(argv=None, plugins=()) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code."""
+def main(argv=None, plugins=None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code.
+    ``plugins``: the subcommand plugins (default: those installed, :func:`installed_plugins`)."""
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser, _ = build_parser(plugins, command=_command_word(argv) or "")
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        if rest and args.command != "apps":  # `zoo apps` hands what it does not know to streamlit
+            parser.parse_args(argv)  # prints the usage error and exits 2
+        if rest:
+            args.streamlit_args = [*rest, *args.streamlit_args]
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _configure_logging(args.verbose)

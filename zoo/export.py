@@ -375,7 +375,7 @@ def frozen_function(model):
     ``TFLiteConverter.from_keras_model`` (a SavedModel written and read back) takes about 40 s.
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from zoo.compat import convert_variables_to_constants_v2
 
     specs = _specs(model)
     call = tf.function(lambda *xs: model(xs[0] if len(xs) == 1 else list(xs), training=False),
@@ -410,11 +410,9 @@ def to_tflite(model, quantize=None, calibration=None) -> bytes:
 
 def to_onnx(model, path: Path, quantize=None, calibration=None, metadata: dict | None = None):
     """ONNX file of a Keras model (tf2onnx), optionally quantised with onnxruntime's tools."""
-    try:
-        import onnx
-        import tf2onnx
-    except ImportError as exc:
-        raise ExportError("ONNX export needs the packages tf2onnx and onnx (pip install tf2onnx onnx)") from exc
+    from zoo.extras import require
+
+    onnx, tf2onnx = require("onnx", "ONNX export"), require("tf2onnx", "ONNX export")
     path = Path(path)
     fn = frozen_function(model)  # from_function keeps the output names (from_keras loses them)
     with _quiet():
@@ -424,10 +422,8 @@ def to_onnx(model, path: Path, quantize=None, calibration=None, metadata: dict |
     if not quantize:
         onnx.save(proto, str(path))
         return
-    try:
-        from onnxruntime import quantization as q
-    except ImportError as exc:
-        raise ExportError("ONNX quantisation needs onnxruntime (pip install onnxruntime)") from exc
+    require("onnxruntime", "ONNX quantisation")
+    from onnxruntime import quantization as q
     with tempfile.TemporaryDirectory(dir=path.parent) as d, _quiet():
         f32, pre = Path(d) / "f32.onnx", Path(d) / "pre.onnx"
         onnx.save(proto, str(f32))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import images as zimages
-from zoo.errors import MissingDependencyError, ZooError
+from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("tensorflow", "tflite", "onnxruntime")
@@ -95,11 +95,9 @@ class OnnxRunner:
     runtime = "onnxruntime"
 
     def __init__(self, model_path, num_threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependencyError("runtime='onnxruntime' needs the package onnxruntime "
-                                         "(pip install onnxruntime)") from exc
+        from zoo.extras import require
+
+        ort = require("onnxruntime", "runtime='onnxruntime'")
         so = ort.SessionOptions()
         so.intra_op_num_threads = num_threads or cpu_threads()
         so.inter_op_num_threads = 1

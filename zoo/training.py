@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import tensorflow as tf
 from zoo import data as zdata
 from zoo import plots
 from zoo.augment import build_augmentation
+from zoo.compat import multi_worker_fit_fix
 from zoo.errors import DataError
 from zoo.model import PRECISIONS, Progress, ZooModel, dtype_policy
 from zoo.tasks.classifier import FineTunedClassifier
@@ -95,60 +95,6 @@ def backup_dir_for(backup_dir, strategy) -> Path | None:
             not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
         return Path(backup_dir)
     return Path(backup_dir) / f"worker-{worker_role(strategy)[1]}"
-
-
-def _fix_keras_multi_worker_reduce():
-    """Keras 3 (3.15 here) averages each step's metrics across workers with
-    ``strategy.reduce("MEAN", v, axis=0)``, which fails for the scalar loss and accuracy
-    ("Invalid reduction dimension 0 for input with 0 dimensions"). This wraps its
-    ``reduce_per_replica`` so that scalars are averaged across workers only (``axis=None``);
-    every other case goes to the original unchanged. Installed once, by :func:`multi_worker_fit_fix`."""
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as kt
-
-    original = kt.reduce_per_replica
-    if getattr(original, "zoo_fixed", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not kt._collective_all_reduce_multi_worker(strategy):
-            return original(values, strategy, reduction)
-
-        def mean(v):
-            local = strategy.experimental_local_results(v)[0] if kt._is_per_replica_instance(v) else v
-            return strategy.reduce("MEAN", v, axis=0 if local.shape.rank else None)
-
-        return tree.map_structure(mean, values)
-
-    reduce_per_replica.zoo_fixed = True
-    kt.reduce_per_replica = reduce_per_replica
-
-
-def multi_worker_fit_fix(model: keras.Model, strategy):
-    """Let ``model.fit`` run under MultiWorkerMirroredStrategy; Keras 3 fails there before
-    the first step (keras-team/keras#20585, tensorflow/tensorflow#72388):
-
-    - fit builds the model from its first batch with ``strategy.reduce("MEAN", batch)``, which
-      the collective strategy cannot do for an (x, y) tuple ("Attempt to convert a value
-      (PerReplica...)"); this model builds from the dataset's element spec instead, without
-      opening an iterator (a second iterator would start a different shuffle order than a
-      one-worker run sees);
-    - the per-step metrics are reduced along an axis that scalars lack
-      (:func:`_fix_keras_multi_worker_reduce`).
-
-    A no-op outside multi-worker training."""
-    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
-        return model
-    _fix_keras_multi_worker_reduce()
-
-    def build(iterator=None, data_batch=None):
-        if iterator is not None:  # shapes and dtypes only: opening an iterator here would use up a reshuffle
-            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = build
-    return model
 
 
 def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -308,7 +254,7 @@ def fit_head(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, strategy
             ds = ds.shuffle(len(f[0]), seed=cfg.seed, reshuffle_each_iteration=True)
         return shard_by_data(ds.batch(256))
 
-    h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
+    h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose, shuffle=False,
                        validation_data=dataset(vfeats, False) if vfeats else None, callbacks=list(callbacks or []))
     head_val = h.history.get("val_accuracy", [None])[-1]
     log.info("head: val accuracy %s", head_val)
@@ -341,7 +287,7 @@ def fit_unfrozen(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, stra
                         out_dir if worker_role(strategy)[0] else None,
                         [*first, Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])])
     h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
-                                 callbacks=cbs, verbose=verbose)
+                                 callbacks=cbs, verbose=verbose, shuffle=False)  # the dataset shuffles
     return h.history
 
 
@@ -388,9 +334,7 @@ def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strate
     if cfg.epochs > 0:
         history["phase_starts"].append(len(history.get("loss", [])))
         snapshot = Snapshot(clf.classifier_model) if head_val is not None else None
-        with warnings.catch_warnings():  # Keras warns that shuffle=True is ignored for datasets
-            warnings.filterwarnings("ignore", message=".*shuffle.*")
-            h = fit_unfrozen(clf, train, val, cfg, strategy, callbacks, verbose, out_dir)
+        h = fit_unfrozen(clf, train, val, cfg, strategy, callbacks, verbose, out_dir)
         extend_history(history, h)
         kept = keep_better(head_val, h.get("val_accuracy", []), snapshot, out_dir)
     clf.history = history

@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from apps import samples, ui
+from apps import samples, serving, ui
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path.cwd()  # where the recipes wrote runs/ (the folder the app was started from)
 DEMO_MODEL = Path(os.environ.get("ZOO_DETECTOR", ROOT / "runs" / "detect" / "model"))
 DETECTORS = ["Demo detector (Fashion-MNIST scenes)", "MTCNN faces"]
 HAS_MTCNN = ui.module_available("mtcnn")
@@ -47,8 +47,10 @@ with ui.guard("set up the detector"):
     score = st.sidebar.slider("Score threshold", 0.05, 0.95, 0.3 if which == DETECTORS[0] else 0.9, 0.05,
                               key=f"det_score_{DETECTORS.index(which)}", help="boxes scoring below this are hidden")
     if which == DETECTORS[0]:
-        folder = Path(st.sidebar.text_input("Detector folder", str(DEMO_MODEL), key="det_folder",
-                                            help="a folder written by Detector.save (or set ZOO_DETECTOR)"))
+        typed = st.sidebar.text_input("Detector folder", str(DEMO_MODEL), key="det_folder",
+                                      help="a folder written by Detector.save (or set ZOO_DETECTOR); "
+                                           f"others only under {serving.ROOT_ENV}")
+        folder = serving.model_folder(typed, [DEMO_MODEL])
         if not (folder / "config.json").is_file():
             st.info(f"No trained detector at `{folder}`. Train the demo one (about 20 minutes on 2 CPU cores) "
                     "with `python -m recipes.detect_scenes`, or give another folder; MTCNN faces need no "

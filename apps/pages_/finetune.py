@@ -113,7 +113,7 @@ with ui.guard("set up fine-tuning"):
             else:
                 if serving.visitor_root() is not None and not folder.strip():
                     raise zdata.DataError("enter the folder of class subfolders to train on")
-                whole = zdata.image_folder(serving.visitor_path(folder))
+                whole = serving.class_folders(folder)
                 if whole.num_classes < 2:
                     raise zdata.DataError(f"{folder} has {whole.num_classes} class subfolder; fine-tuning needs 2 or more")
                 train, test = whole.split(test_fraction, seed=0)

@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from apps import resources as res
-from apps import samples, ui
+from apps import samples, serving, ui
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path.cwd()  # where the recipes wrote runs/ (the folder the app was started from)
 MODEL_ENV = "ZOO_IMAGE_TEXT_MODEL"
 DEMO_MODEL = ROOT / "runs" / "image_text" / "model"
 SIMCLR_PROBE = Path(os.environ.get("ZOO_SIMCLR_PROBE", ROOT / "runs" / "simclr" / "probe.json"))  # bench/simclr.py
@@ -61,7 +61,8 @@ def model_folder() -> str | None:
     default = os.environ.get(MODEL_ENV) or (str(DEMO_MODEL) if (DEMO_MODEL / "config.json").is_file() else "")
     path = st.sidebar.text_input("Trained image-text model folder", default, key="it_model",
                                  help="written by `python -m recipes.image_text_demo` (runs/image_text/model) "
-                                      "or recipes.image_text.train(..., out_dir=...)")
+                                      "or recipes.image_text.train(..., out_dir=...); other folders only under "
+                                      f"{serving.ROOT_ENV}")
     return path.strip() or None
 
 
@@ -80,7 +81,7 @@ folder = model_folder()
 trained = None
 if folder:
     with ui.guard("open the trained model"):
-        p = Path(folder)
+        p = serving.model_folder(folder, [os.environ.get(MODEL_ENV), DEMO_MODEL])
         if not (p / "config.json").is_file():
             st.sidebar.warning(f"{folder} is not a saved model folder")
         else:

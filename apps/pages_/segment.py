@@ -7,7 +7,7 @@ import streamlit as st
 
 from apps import ui
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path.cwd()  # where the recipes wrote runs/ (the folder the app was started from)
 DEMO_SCENES = 24
 QUICK = dict(n_train=600, head_epochs=6, epochs=0)  # the in-app demo: a few minutes on a CPU
 

@@ -42,15 +42,17 @@ import threading
 import time
 from pathlib import Path
 
-try:
-    import apache_beam as beam
-except ImportError as exc:  # pragma: no cover - depends on the install
-    from zoo.index.errors import IndexConfigError as _E
-
-    raise _E("engine='beam' needs Apache Beam: pip install apache-beam") from exc
-
-from zoo.index.build import embed_shard, prepare_work, read_shards, shard_path, write_shard
+from zoo.extras import require
+from zoo.index.build import (
+    embed_shard,
+    prepare_work,
+    read_shards,
+    shard_path,
+    write_shard,
+)
 from zoo.index.errors import IndexConfigError, ModelMismatchError, ZooIndexError
+
+beam = require("apache_beam", "engine='beam'")
 
 log = logging.getLogger(__name__)
 FAIL_ONCE_ENV = "ZOO_BEAM_FAIL_ONCE"

@@ -21,10 +21,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import faiss
 import numpy as np
 
+from zoo.extras import require
 from zoo.index.errors import IndexConfigError
+
+faiss = require("faiss", "similarity search")
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,18 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import faiss
 import numpy as np
 
+from zoo.extras import require
 from zoo.index import choice, store
-from zoo.index.errors import EmbeddingShapeError, IndexConfigError, MetadataError, ModelMismatchError
+from zoo.index.errors import (
+    EmbeddingShapeError,
+    IndexConfigError,
+    MetadataError,
+    ModelMismatchError,
+)
+
+faiss = require("faiss", "similarity search")
 
 log = logging.getLogger(__name__)
 COMPACT_FRACTION = 0.1

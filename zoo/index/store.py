@@ -39,13 +39,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
+from zoo.extras import require
 from zoo.index.choice import METRICS
-from zoo.index.errors import IndexConflictError, IndexCorruptError, IndexFormatError, IndexLockedError
+from zoo.index.errors import (
+    IndexConflictError,
+    IndexCorruptError,
+    IndexFormatError,
+    IndexLockedError,
+)
 from zoo.io import atomic_write, fsync_file, sha256_file, sweep_stale
+
+faiss = require("faiss", "similarity search")
 
 log = logging.getLogger(__name__)
 FORMAT, FORMAT_VERSION = "zoo.index", 2

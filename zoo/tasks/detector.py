@@ -52,6 +52,7 @@ from PIL import Image
 from zoo import images as zimages
 from zoo import io as zio
 from zoo.errors import DataError, ImageError, InputShapeError, MissingDependencyError, RecipeError
+from zoo.compat import retinanet_parts
 from zoo.layers import Normalize
 from zoo.model import Embedded, Progress, ZooModel, check_batch_size, entry_of, open_folder
 
@@ -75,20 +76,9 @@ EVAL_SCORE_THRESHOLD = 0.05         # COCO evaluation keeps low-scoring boxes (t
 
 
 # ---- the network ---------------------------------------------------------------------------
-def _hub():
-    try:
-        from keras_hub.layers import AnchorGenerator, NonMaxSuppression
-        from keras_hub.src.models.retinanet.feature_pyramid import FeaturePyramid
-        from keras_hub.src.models.retinanet.prediction_head import PredictionHead
-        from keras_hub.src.models.retinanet.retinanet_label_encoder import RetinaNetLabelEncoder
-    except ImportError as exc:  # pragma: no cover - keras-hub is a requirement
-        raise MissingDependencyError("detection needs keras-hub: pip install keras-hub") from exc
-    return AnchorGenerator, NonMaxSuppression, FeaturePyramid, PredictionHead, RetinaNetLabelEncoder
-
-
 def build_network(pixels, normalized, feature_network, levels, num_classes: int, cfg: dict) -> dict:
     """FPN + box and class heads on ``feature_network``'s pyramid; outputs keyed as keras-hub's."""
-    _, _, FeaturePyramid, PredictionHead, _ = _hub()
+    _, _, FeaturePyramid, PredictionHead, _ = retinanet_parts()
     feats = feature_network(normalized)
     lo, hi = cfg["min_level"], cfg["max_level"]
     have = [int(k[1]) for k in levels]
@@ -161,7 +151,7 @@ class Detector(ZooModel):
         self.history: dict = {}
         self.training_config: dict = {}
         cfg = self.head_config
-        AnchorGenerator, _, _, _, RetinaNetLabelEncoder = _hub()
+        AnchorGenerator, _, _, _, RetinaNetLabelEncoder = retinanet_parts()
         p = self.preprocessing
         pixels = keras.Input((self.input_size, self.input_size, 3), name="pixels")
         normalized = Normalize(p.mean, p.std, p.channel_order, name="normalize")(pixels)
@@ -570,11 +560,9 @@ class FaceDetector:
     class_names = ["face"]
 
     def __init__(self, min_face_size: int = 20):
-        try:
-            from mtcnn import MTCNN
-        except ImportError as exc:
-            raise MissingDependencyError("the face detector needs the package 'mtcnn' (pip install mtcnn; "
-                                         "its weights ship in the wheel)") from exc
+        from zoo.extras import require
+
+        MTCNN = require("mtcnn", "the face detector").MTCNN
         self.min_face_size = int(min_face_size)
         self._mtcnn = MTCNN(stages="face_and_landmarks_detection")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import io as zio
-from zoo.errors import SavedRecipeError, MissingDependencyError, NotCalibratedError, RecipeError
+from zoo.errors import SavedRecipeError, NotCalibratedError, RecipeError
 from zoo.tasks.common import embed, is_embeddings, load_recorded_model, model_record, resolve_model
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,9 @@ class FaceCropper:
     """
 
     def __init__(self, margin: float = 0.25, min_confidence: float = 0.9):
-        try:
-            from mtcnn import MTCNN
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "the face front end needs the optional package 'mtcnn' (pip install mtcnn; its weights ship "
-                "in the wheel), or use Verifier(face=False) and pass face crops yourself") from exc
+        from zoo.extras import require
+
+        MTCNN = require("mtcnn", "the face front end (or use Verifier(face=False) and pass face crops)").MTCNN
         self.detector = MTCNN()
         self.margin, self.min_confidence = margin, min_confidence
 
