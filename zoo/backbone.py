@@ -4,6 +4,8 @@ Every backbone exposes the same taps: the final feature map (``body``), its glob
 average (``pooled``) and a pyramid ``P2..P5`` (strides 4..32). Taps are found from the
 built graph's shapes, so per-architecture code holds only the architecture; a family may
 name which layers end a block (``ModelEntry.block_pattern``) so taps fall on block outputs.
+A network may also name its own taps (``network.zoo_taps``, e.g. a ViT's class token as
+``pooled`` and its simple feature pyramid, see :mod:`zoo.architectures.vit`).
 """
 from __future__ import annotations
 
@@ -29,9 +31,12 @@ def build_network(entry: ModelEntry, input_size: int, weights="imagenet") -> tup
         raise InputShapeError(f"{entry.name} needs input_size >= {entry.min_input_size}; got {input_size}")
     flatten_head = entry.family == "vgg"  # its head's size depends on the input size
     include_top = not (flatten_head and input_size != entry.input_size)
+    if weights is not None and entry.weights is not None and entry.weights.format == "hub_folder":
+        explicit = weights if isinstance(weights, (str, os.PathLike)) and weights != "imagenet" else None
+        return entry.builder.load(resolve(entry, explicit), input_size, include_top)  # keras-hub reads it
     net = entry.builder((input_size, input_size, 3), include_top)
     if weights is None:
-        return net, include_top
+        return net, include_top and (getattr(entry.builder, "num_classes", 1) > 0)
     explicit = weights if isinstance(weights, (str, os.PathLike)) and weights != "imagenet" else None
     path = resolve(entry, explicit)
     if entry.weights.format == "torch_legacy":
@@ -47,7 +52,10 @@ def build_network(entry: ModelEntry, input_size: int, weights="imagenet") -> tup
 
 
 def find_taps(net: keras.Model, entry: ModelEntry, input_size: int) -> dict:
-    """Symbolic tensors: ``body`` (last feature map) and pyramid levels ``P2``..``P5``."""
+    """Symbolic tensors: ``body`` (last feature map) and pyramid levels ``P2``..``P5``; also
+    ``pooled`` when the network names its own embedding."""
+    if getattr(net, "zoo_taps", None):
+        return dict(net.zoo_taps)
     layers = net.layers
     # the head's pooling is the last one (squeeze-excite blocks pool too)
     # (MobileNetV3 flattens its logits after that, so a Flatten counts only without one: VGG)

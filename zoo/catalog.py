@@ -135,3 +135,83 @@ for _variant, _size, _params, _gmacs, _top1, _file, _hash in EFFICIENTNET_LITE:
         block_pattern=r"block\d+_(add|project_bn)$|head_relu$",
         source="zoo.architectures.efficientnet_lite (weights: github.com/tensorflow/tpu efficientnet/lite)",
     ))
+
+# ---- modern backbones through keras-hub ---------------------------------------------------------
+# ViTs (DINOv2, ViT, CLIP and SigLIP 2 image towers) and timm's better ImageNet weights for
+# registry architectures. The architecture is keras-hub's (zoo.architectures.hub); weights are a
+# checkpoint folder (zoo.weights.folders): a keras-hub preset, or a Hugging Face / timm checkpoint.
+# Online, the keras-hub preset (Kaggle) or the timm repository (hf://) is downloaded into the
+# project cache. Embedding: the normalised class token (Hugging Face's pooler_output) for DINOv2,
+# ViT and CLIP; SigLIP's attention-pooling head output. Params: the Keras network at the input size
+# (head and BatchNorm statistics included, the zoo's feature pyramid not); GMACs at the input size
+# (tests/test_modern_backbones.py recomputes both).
+IMAGENET = Preprocessing(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), interpolation="bicubic")
+CLIP_NORM = Preprocessing(mean=(122.770938, 116.7460125, 104.09373615), std=(68.5005327, 66.6321579, 70.32316305),
+                          interpolation="bicubic")
+HALF = Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3)
+HALF_BICUBIC = Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3, interpolation="bicubic")
+
+
+def _vit(patch, dim, layers, heads, mlp, **extra):
+    return {"patch_size": patch, "hidden_dim": dim, "num_layers": layers, "num_heads": heads,
+            "intermediate_dim": mlp, **extra}
+
+
+HUB_MODELS = [
+    # name, tag, family, keras-hub family, config, ImageNet classes, input size, preprocessing, dim,
+    # params (M), GMACs, reference top-1 / k-NN / zero-shot (%), license, weights cache folder, download handle, source
+    ("dinov2_small", "lvd142m", "dinov2", "dinov2", _vit(14, 384, 12, 6, 1536, layer_scale_init_value=1.0),
+     0, 224, IMAGENET, 384, 21.73, 6.12, 79.0, "Apache-2.0", "dinov2_small.lvd142m",
+     "kaggle://keras/dinov2/keras/dinov2_small/1",
+     "DINOv2 ViT-S/14 (facebook/dinov2-small; Oquab et al. 2023); top-1 = ImageNet k-NN of the frozen CLS token"),
+    ("dinov2_base", "lvd142m", "dinov2", "dinov2", _vit(14, 768, 12, 12, 3072, layer_scale_init_value=1.0),
+     0, 224, IMAGENET, 768, 85.92, 23.16, 82.1, "Apache-2.0", "dinov2_base.lvd142m",
+     "kaggle://keras/dinov2/keras/dinov2_base/1",
+     "DINOv2 ViT-B/14 (facebook/dinov2-base; Oquab et al. 2023); top-1 = ImageNet k-NN of the frozen CLS token"),
+    ("vit_base_patch16", "orig_in21k_ft_in1k", "vit", "vit",
+     {"patch_size": 16, "hidden_dim": 768, "num_layers": 12, "num_heads": 12, "mlp_dim": 3072,
+      "layer_norm_epsilon": 1e-12},
+     1000, 224, HALF, 768, 86.57, 17.56, 81.8, "Apache-2.0", "vit_base_patch16.orig_in21k_ft_in1k",
+     "kaggle://keras/vit/keras/vit_base_patch16_224_imagenet/4",
+     "ViT-B/16 (google/vit-base-patch16-224: ImageNet-21k, fine-tuned on 1k at 224; Dosovitskiy et al. 2021); "
+     "top-1 as timm measures these weights"),
+    ("clip_vit_base_patch16", "openai", "clip", "clip_vision",
+     _vit(16, 768, 12, 12, 3072, intermediate_activation="quick_gelu"),
+     0, 224, CLIP_NORM, 768, 85.80, 17.56, 68.6, "MIT", "clip_vit_base_patch16.openai",
+     "kaggle://keras/clip/keras/clip_vit_base_patch16/3",
+     "CLIP ViT-B/16 image tower (openai/clip-vit-base-patch16; Radford et al. 2021); top-1 = zero-shot ImageNet"),
+    ("clip_vit_base_patch32", "openai", "clip", "clip_vision",
+     _vit(32, 768, 12, 12, 3072, intermediate_activation="quick_gelu"),
+     0, 224, CLIP_NORM, 768, 87.46, 4.41, 63.2, "MIT", "clip_vit_base_patch32.openai",
+     "kaggle://keras/clip/keras/clip_vit_base_patch32/3",
+     "CLIP ViT-B/32 image tower (openai/clip-vit-base-patch32; Radford et al. 2021); top-1 = zero-shot ImageNet"),
+    ("siglip2_base_patch16_224", "webli", "siglip2", "siglip_vision",
+     _vit(16, 768, 12, 12, 3072, intermediate_activation="gelu_approximate", layer_norm_epsilon=1e-6),
+     0, 224, HALF_BICUBIC, 768, 92.88, 17.71, 78.2, "Apache-2.0", "siglip2_base_patch16_224.webli",
+     "kaggle://keras/siglip/keras/siglip2_base_patch16_224/1",
+     "SigLIP 2 ViT-B/16 image tower (google/siglip2-base-patch16-224; Tschannen et al. 2025); "
+     "top-1 = zero-shot ImageNet"),
+    ("resnet50", "timm_a1_in1k", "timm_resnet", "timm_resnet", {"architecture": "resnet50"},
+     1000, 224, IMAGENET, 2048, 25.61, 4.09, 80.4, "Apache-2.0", "resnet50.timm_a1_in1k",
+     "hf://timm/resnet50.a1_in1k",
+     "timm resnet50.a1_in1k (ResNet Strikes Back A1 recipe; Wightman et al. 2021) on keras-hub's ResNetBackbone"),
+    ("efficientnet_b0", "timm_ra_in1k", "timm_efficientnet", "timm_efficientnet", {"architecture": "efficientnet_b0"},
+     1000, 224, IMAGENET, 1280, 5.33, 0.39, 77.7, "Apache-2.0", "efficientnet_b0.timm_ra_in1k",
+     "hf://timm/efficientnet_b0.ra_in1k",
+     "timm efficientnet_b0.ra_in1k (RandAugment recipe) on keras-hub's EfficientNetBackbone"),
+]
+
+
+def _hub_entries():
+    from zoo.architectures.hub import HubArchitecture
+
+    for (name, tag, family, hub_family, config, classes, size, prep, dim, params, gmacs, top1, lic, folder,
+         handle, source) in HUB_MODELS:
+        register(ModelEntry(
+            name=name, family=family, builder=HubArchitecture(hub_family, config, classes), input_size=size,
+            preprocessing=prep, feature_dim=dim, params_m=params, gmacs=gmacs, top1=top1, license=lic,
+            weights=WeightFile(folder, None, handle, format="hub_folder"), tag=tag, source=source,
+        ))
+
+
+_hub_entries()

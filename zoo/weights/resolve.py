@@ -4,6 +4,10 @@ Order: an explicit path; the project cache (``$ZOO_HOME/weights``, default
 ``~/.cache/zoo``); Keras' own cache (``$KERAS_HOME/models`` or ``~/.keras/models``);
 a Python package that ships the file; a download from the official URL (skipped when
 ``ZOO_OFFLINE=1``). When all fail the error lists every place looked and how to fix it.
+
+Checkpoint *folders* (``WeightFile.format == "hub_folder"``: a keras-hub preset, or a Hugging
+Face transformers / timm checkpoint of config.json + safetensors) are found in the same order,
+with keras-hub's own caches (kagglehub, Hugging Face) in place of Keras': see :mod:`zoo.weights.folders`.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from zoo.errors import ChecksumMismatchError, WeightsNotFoundError
 from zoo.registry import ModelEntry, WeightFile
 
 log = logging.getLogger(__name__)
+FOLDER_FORMATS = ("hub_folder",)
 _VERIFIED: dict[tuple, str] = {}
 
 
@@ -42,6 +47,10 @@ def package_file(wf: WeightFile) -> Path | None:
 
 def candidates(wf: WeightFile) -> list[tuple[str, Path | None]]:
     """(description, path) of every local place a weight file may be, in search order."""
+    if wf.format in FOLDER_FORMATS:
+        from zoo.weights.folders import folder_candidates
+
+        return folder_candidates(wf)
     return [
         ("project cache", zoo_home() / "weights" / wf.filename),
         ("Keras cache", keras_cache() / wf.filename),
@@ -98,6 +107,10 @@ def resolve(entry: ModelEntry, path: str | os.PathLike | None = None, download: 
     wf = entry.weights
     if wf is None:
         raise WeightsNotFoundError(f"{entry.name} has no pretrained weights; use weights=None")
+    if wf.format in FOLDER_FORMATS:
+        from zoo.weights.folders import resolve_folder
+
+        return resolve_folder(entry, path, download)
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
@@ -132,4 +145,8 @@ def weights_available(entry: ModelEntry) -> bool:
     """True when the weights are on this machine (no download is tried)."""
     if entry.weights is None:
         return False
+    if entry.weights.format in FOLDER_FORMATS:
+        from zoo.weights.folders import is_checkpoint_folder
+
+        return any(is_checkpoint_folder(p) for _, p in candidates(entry.weights))
     return any(p is not None and p.is_file() for _, p in candidates(entry.weights))
