@@ -9,20 +9,26 @@ import pytest
 import zoo
 from zoo.registry import get_entry
 
-BIG = {n for n in zoo.list_models() if get_entry(n).params_m > 40 or get_entry(n).gmacs > 10}
+ALL = zoo.list_models(tags=True)  # every name.tag: timm weights share names with keras.applications'
+BIG = {n for n in ALL if get_entry(n).params_m > 40 or get_entry(n).gmacs > 10}
 
 
 def _params(name):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in zoo.list_models()]
+    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in ALL]
 
 
 def _smallest_per_family():
     best = {}
-    for n in zoo.list_models():
+    for n in ALL:
         e = get_entry(n)
         if e.family not in best or e.params_m < get_entry(best[e.family]).params_m:
             best[e.family] = n
-    return sorted(best.values())
+    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in sorted(best.values())]
+
+
+def _is_vit(entry) -> bool:
+    """ViTs' position tables (and so their parameter count) follow the input size."""
+    return getattr(entry.builder, "is_vit", False)
 
 
 def _size(entry):
@@ -34,7 +40,7 @@ def test_entry_harness(name, tmp_path, rng):
     entry = get_entry(name)
     size = _size(entry)
     m = zoo.load(name, weights=None, input_size=size)
-    if entry.family != "vgg":  # VGG's dense head depends on the input size
+    if entry.family != "vgg" and not _is_vit(entry):  # VGG's dense head depends on the input size
         assert m.keras_model.count_params() / 1e6 == pytest.approx(entry.params_m, abs=0.01)
 
     x = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)  # any size: resized by the model
@@ -47,6 +53,8 @@ def test_entry_harness(name, tmp_path, rng):
         h = feats[level].shape[1]  # valid padding (Inception, Xception) shrinks a little more
         assert size / stride / 1.35 - 1 <= h <= size / stride + 1, (level, feats[level].shape)
     assert feats["P5"].shape[-1] == entry.feature_dim
+    if _is_vit(entry):  # ViTDet's pyramid: exact strides for inputs divisible by 32
+        assert {k: v.shape[1] for k, v in feats.items()} == {"P2": 16, "P3": 8, "P4": 4, "P5": 2}
     keras.backend.clear_session()
 
 

@@ -191,11 +191,11 @@ HUB_MODELS = [
      "kaggle://keras/siglip/keras/siglip2_base_patch16_224/1",
      "SigLIP 2 ViT-B/16 image tower (google/siglip2-base-patch16-224; Tschannen et al. 2025); "
      "top-1 = zero-shot ImageNet"),
-    ("resnet50", "timm_a1_in1k", "timm_resnet", "timm_resnet", {"architecture": "resnet50"},
+    ("resnet50", "timm_a1_in1k", "timm", "timm_resnet", {"architecture": "resnet50"},
      1000, 224, IMAGENET, 2048, 25.61, 4.09, 80.4, "Apache-2.0", "resnet50.timm_a1_in1k",
      "hf://timm/resnet50.a1_in1k",
      "timm resnet50.a1_in1k (ResNet Strikes Back A1 recipe; Wightman et al. 2021) on keras-hub's ResNetBackbone"),
-    ("efficientnet_b0", "timm_ra_in1k", "timm_efficientnet", "timm_efficientnet", {"architecture": "efficientnet_b0"},
+    ("efficientnet_b0", "timm_ra_in1k", "timm", "timm_efficientnet", {"architecture": "efficientnet_b0"},
      1000, 224, IMAGENET, 1280, 5.33, 0.39, 77.7, "Apache-2.0", "efficientnet_b0.timm_ra_in1k",
      "hf://timm/efficientnet_b0.ra_in1k",
      "timm efficientnet_b0.ra_in1k (RandAugment recipe) on keras-hub's EfficientNetBackbone"),

@@ -21,6 +21,10 @@ node per transformer block, so that a zoo model can read what it needs:
 Position embeddings are resampled to the input size once, when weights are loaded, with the
 bicubic kernel (a = -0.75, half-pixel centres, no antialias) that Hugging Face's
 ``interpolate_pos_encoding`` uses, so a checkpoint run at another size matches it.
+
+The exact GELU of ViT and DINOv2 MLPs is computed as ``x/2 (1 + erf(x/sqrt 2))`` (:func:`gelu_erf`):
+TensorFlow's own exact GELU lowers to ``Erfc``, which tf2onnx cannot convert; this form exports to
+ONNX (``Erf``) and TFLite (fused to its ``GELU`` op), and differs from it by about 1e-7.
 """
 from __future__ import annotations
 
@@ -95,9 +99,23 @@ def hub_backbone(family: str, config: dict, input_size: int):
         cfg["image_shape"] = (input_size - input_size % p,) * 2 + (3,)  # ViTBackbone insists on multiples
     backbone = getattr(keras_hub.models, FAMILIES[family].cls)(**cfg)
     _fix_positions(backbone)
+    _exportable_gelu(backbone)
     if family == "dinov2":
         _keep_position_tables(_get(backbone, FAMILIES[family].embedding))
     return backbone
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+def gelu_erf(x):
+    """The exact GELU, written with ``erf`` so that it exports (see module doc)."""
+    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def _exportable_gelu(backbone):
+    exact = keras.activations.gelu
+    for layer in backbone._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Dense) and getattr(layer, "activation", None) is exact:
+            layer.activation = gelu_erf
 
 
 def _fix_positions(backbone):
