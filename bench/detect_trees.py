@@ -94,8 +94,8 @@ def main():
 
     t0 = time.perf_counter()
     unfreeze = a.unfreeze if a.unfreeze == "all" else int(a.unfreeze)
-    det = detection.train(train, val, backbone=a.backbone, input_size=a.size, epochs=a.epochs,
-                          unfreeze_epochs=a.unfreeze_epochs, unfreeze=unfreeze, batch_size=a.batch,
+    det = detection.train(train, val, backbone=a.backbone, input_size=a.size, head_epochs=a.epochs,
+                          epochs=a.unfreeze_epochs, unfreeze=unfreeze, batch_size=a.batch,
                           augment={"flip": True, "scale": (0.8, 1.25), "hue": 0.02}, out_dir=a.out, verbose=2)
     train_s = time.perf_counter() - t0
     r = det.evaluate(test)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 # measured here: 15 frozen epochs reach val mAP 0.39; the last two stages unfrozen train about as
 # fast as the frozen network (the full backbone: 2.3x slower on 2 cores)
-RECIPE = dict(n_train=2000, n_val=200, size=128, epochs=3, unfreeze_epochs=11, unfreeze=2, lr=3e-3,
-              unfreeze_lr=1e-3, batch_size=16, augment={"hue": 0.5, "saturation": (0.4, 1.6)},
+RECIPE = dict(n_train=2000, n_val=200, size=128, head_epochs=3, epochs=11, unfreeze=2, head_lr=3e-3,
+              lr=1e-3, batch_size=16, augment={"hue": 0.5, "saturation": (0.4, 1.6)},
               input_size=192, items=dict(n=12000, input_size=48, head_epochs=3, epochs=2, source="scenes"))
 
 
-def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, epochs=3,
-        unfreeze_epochs=11, unfreeze=2, lr=3e-3, unfreeze_lr=1e-3, batch_size=16, augment="default", head=None,
+def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, head_epochs=3,
+        epochs=11, unfreeze=2, head_lr=3e-3, lr=1e-3, batch_size=16, augment="default", head=None,
         seed=0, verbose=None, eval_every=2, items=None, input_size=None) -> dict:
     """Train on demo scenes, save, evaluate on held-out test scenes (default and shifted style).
     ``items``: arguments of :func:`recipes.scenes.item_backbone` to fine-tune the backbone on the
@@ -48,9 +48,9 @@ def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=20
     if items:
         backbone = item_backbone(backbone, seed=seed, verbose=verbose, **items)
         item_s = round(time.perf_counter() - t1)
-    det = detection.train(train, val, backbone=backbone, epochs=epochs, unfreeze_epochs=unfreeze_epochs,
-                          unfreeze=unfreeze, lr=lr,
-                          unfreeze_lr=unfreeze_lr, batch_size=batch_size, augment=augment, head=head, out_dir=out,
+    det = detection.train(train, val, backbone=backbone, head_epochs=head_epochs, epochs=epochs,
+                          unfreeze=unfreeze, head_lr=head_lr, lr=lr, batch_size=batch_size, augment=augment, head=head,
+                          out_dir=out,
                           seed=seed, verbose=verbose, eval_every=eval_every, input_size=input_size or size)
     train_s, train_cpu = time.perf_counter() - t1, _cpu_seconds() - cpu1
     out = Path(out)
@@ -60,8 +60,8 @@ def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=20
     r, rs = det.evaluate(test), det.evaluate(shifted)
     summary = {
         "backbone": getattr(backbone, "name", backbone), "item_step": items or None, "item_step_seconds": item_s,
-        "scene_size": size, "input_size": input_size or size, "train_scenes": n_train, "epochs_frozen": epochs,
-        "epochs_unfrozen": unfreeze_epochs, "unfrozen_stages": unfreeze, "kept": det.training_config.get("kept"),
+        "scene_size": size, "input_size": input_size or size, "train_scenes": n_train, "epochs_frozen": head_epochs,
+        "epochs_unfrozen": epochs, "unfrozen_stages": unfreeze, "kept": det.training_config.get("kept"),
         "augment": str(augment),
         "test": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "per_class"},
         "test_per_class": {k: (None if v is None else round(v, 4)) for k, v in r["per_class"].items()},
@@ -84,13 +84,13 @@ def main(argv=None):
     p.add_argument("--out", default="runs/detect")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--n-train", type=int, default=RECIPE["n_train"])
-    p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="epochs with the backbone frozen")
-    p.add_argument("--unfreeze-epochs", type=int, default=RECIPE["unfreeze_epochs"])
+    p.add_argument("--head-epochs", type=int, default=RECIPE["head_epochs"], help="epochs with the backbone frozen")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"], help="then epochs with it unfrozen")
     p.add_argument("--size", type=int, default=RECIPE["size"], help="scene side in pixels")
     p.add_argument("--input-size", type=int, default=RECIPE.get("input_size"), help="network input side (default: --size)")
     p.add_argument("--no-items", action="store_true", help="skip the item step (ImageNet body straight to scenes)")
     a = p.parse_args(argv)
-    cfg = {**RECIPE, "n_train": a.n_train, "epochs": a.epochs, "unfreeze_epochs": a.unfreeze_epochs, "size": a.size,
+    cfg = {**RECIPE, "n_train": a.n_train, "head_epochs": a.head_epochs, "epochs": a.epochs, "size": a.size,
            "input_size": a.input_size}
     if a.no_items:
         cfg["items"] = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from recipes.common import RecipeError, labelled_folder, resolve_model
-from zoo.tasks.fewshot import MODES, KNNClassifier  # noqa: F401  (the model lives in zoo.tasks)
+from zoo.tasks.fewshot.model import MODES, KNNClassifier  # noqa: F401  (the model lives in zoo.tasks)
 
 # ---- episodes ------------------------------------------------------------------------------
 def _mean_ci(a) -> tuple[float, float]:

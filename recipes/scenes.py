@@ -259,3 +259,10 @@ def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_ep
         raise DataError(f"source must be 'fashion_mnist' or 'scenes', not {source!r}")
     return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
                                                               val_fraction=0.05, seed=seed, verbose=verbose)
+
+
+def cli_data(kind: str, n_train: int = 2000, n_val: int = 200, size: int = 128, seed: int = 0):
+    """``(train, val)`` scenes for the CLI's train commands (``zoo train-detector scenes``): the
+    entry point ``scenes`` of ``zoo.datasets`` (pyproject.toml). The same scenes serve every kind:
+    boxes for a detector, masks for a segmenter, which classes appear for a multi-label classifier."""
+    return scenes(("train", "val"), n={"train": n_train, "val": n_val}, size=size, seed=seed)

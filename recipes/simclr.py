@@ -89,8 +89,9 @@ def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size:
     import zoo
     from zoo.augment import build_augmentation
     from zoo.data import LabeledImages
-    from zoo.model import Progress, ZooModel
-    from zoo.training import copy_backbone, cosine_adamw, unfreeze_backbone
+    from zoo.inference import Progress
+    from zoo.model import ZooModel
+    from zoo.training import cosine_adamw, unfreeze_backbone
 
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -108,7 +109,7 @@ def pretrain(images, backbone="efficientnet_lite0", epochs: int = 1, batch_size:
     n = len(images)
     steps = max(1, n // batch_size)
     with strategy.scope():  # every variable (weights, optimizer, augmentation seeds) is the strategy's
-        model = copy_backbone(base, "float32")
+        model = base.copy(precision="float32")
         unfreeze_backbone(model, "all", freeze_bn=freeze_bn)
         aug = build_augmentation(augment if augment is not None else AUGMENT, seed=seed)
         head = _projection(model.feature_dim, projection_dim, seed)

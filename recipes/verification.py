@@ -1,21 +1,8 @@
-"""Cosine image verification: are two images of the same thing?
+"""Verification benchmarks: pairs from labels, ROC / EER / TAR@FAR with a picture. The model,
+``Verifier``, lives in :mod:`zoo.tasks.verifier` (re-exported here)::
 
-```python
-v = Verifier(model="efficientnet_lite0")
-v.score(img_a, img_b)                    # cosine similarity
-v.calibrate((A, B), same, far=1e-2)      # threshold at a false-accept rate (or far="eer")
-v.verify(img_a, img_b)                   # (same: bool, score)
-evaluate(v, (A, B), same, plot="roc.png")
-v.finetune(images, labels)               # metric fine-tuning of a small head on frozen embeddings
-```
-``pairs`` are ``(A, B)``, two aligned collections (images, paths or embeddings), or a list of
-``(a, b)`` tuples. 2-D float arrays whose width is the model's feature size are embeddings.
-
-Metric fine-tuning trains a linear head (initialised at the identity) over frozen embeddings
-with a supervised-contrastive loss (Khosla et al. 2020) or the contrastive pair loss on cosine,
-on balanced batches (P classes x K images). The head is pulled towards the identity
-(``anchor``): measured on Fashion-MNIST classes held out of training, without that pull the
-head forgets what the frozen embedding knew about unseen classes and verification gets worse.
+    pairs, same = make_pairs(labels, 2000)
+    evaluate(Verifier(model="efficientnet_lite0"), pairs, same, plot="roc.png")
 """
 from __future__ import annotations
 
@@ -24,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from recipes.common import RecipeError
-from zoo.tasks.verifier import (  # noqa: F401  (the model lives in zoo.tasks)
+from zoo.tasks.verifier.model import (  # noqa: F401  (the model lives in zoo.tasks)
     LOSSES, FaceCropper, FaceNotFoundError, Verifier, _genuine_impostor, _split_pairs, calibrate_scores, eer,
 )
 

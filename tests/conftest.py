@@ -83,7 +83,7 @@ def trained_detector(tmp_path_factory):
     out = tmp_path_factory.mktemp("detect")
     t = DETECTOR_TRAIN
     tr, va = detection.scenes(("train", "val"), n={"train": t["n"], "val": 48}, size=t["size"])
-    det = detection.train(tr, va, epochs=t["epochs"], out_dir=out, verbose=0, eval_every=0)
+    det = detection.train(tr, va, head_epochs=t["epochs"], epochs=0, out_dir=out, verbose=0, eval_every=0)
     return det, out
 
 

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 
+import zoo
 from recipes import detection
 from zoo.tasks import detector as zdet
 
@@ -329,7 +330,7 @@ def test_save_load_round_trip(trained, tmp_path):
 def test_cli_detect_draws(trained, tmp_path, capsys):
     from PIL import Image
 
-    from recipes.detection_cli import add_commands
+    from zoo.tasks.detector.cli import add_commands
     from zoo.cli import main
 
     det = trained[0]
@@ -354,13 +355,13 @@ def test_cli_detect_draws(trained, tmp_path, capsys):
 # ---- MTCNN faces through the same interface ------------------------------------------------
 def test_mtcnn_faces(photos):
     pytest.importorskip("mtcnn")
-    faces = zdet.load_named("mtcnn_faces")
+    faces = zoo.load("mtcnn_faces")
     r = faces.detect([photos["astronaut"], photos["coffee"]], score_threshold=0.9)
     assert len(r[0]["boxes"]) == 1 and r[0]["names"] == ["face"] and len(r[1]["boxes"]) == 0
     x1, y1, x2, y2 = r[0]["boxes"][0]
     assert 170 < x1 < 200 and 50 < y1 < 80 and 250 < x2 < 280 and 160 < y2 < 190   # Eileen Collins' face
-    with pytest.raises(Exception, match="no pretrained detector 'mtcnn_face'.*mtcnn_faces"):
-        zdet.load_named("mtcnn_face")
+    with pytest.raises(zoo.UnknownModelError, match="unknown model 'mtcnn_face'.*mtcnn_faces"):
+        zoo.load("mtcnn_face")
 
 
 # ---- the app page --------------------------------------------------------------------------
@@ -371,9 +372,9 @@ def test_detect_page(trained, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     trained[0].save(tmp_path / "model")
+    monkeypatch.setenv("ZOO_DETECTOR", str(tmp_path / "model"))  # the folder the server was started with
     page = Path(__file__).resolve().parent.parent / "apps" / "pages_" / "detect.py"
     at = AppTest.from_file(str(page), default_timeout=240)
-    at.session_state["det_folder"] = str(tmp_path / "model")
     at.run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.dataframe) == 1     # the demo scene's detections, with the model's class names

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import zoo
 from zoo import data
-from zoo.training import FineTunedClassifier
+from zoo.tasks.classifier.model import FineTunedClassifier
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_save_load_identical_predictions(finetuned, small, tmp_path):
     test = small[1]
     clf.save(tmp_path / "fm")
     cfg = json.loads((tmp_path / "fm" / "config.json").read_text())
-    assert cfg["labels"] == data.FASHION_MNIST_CLASSES and cfg["base_model"] == "efficientnet_lite0"
-    assert cfg["input_size"] == 64 and cfg["preprocessing"]["mean"] == [127.0] * 3
+    assert cfg["labels"] == data.FASHION_MNIST_CLASSES and cfg["backbone"]["name"] == "efficientnet_lite0"
+    assert cfg["backbone"]["input_size"] == 64 and cfg["backbone"]["preprocessing"]["mean"] == [127.0] * 3
     again = zoo.load(tmp_path / "fm")
     assert isinstance(again, FineTunedClassifier) and again.labels == clf.labels
     np.testing.assert_array_equal(again.predict(test.images[:200]).argmax(1), clf.predict(test.images[:200]).argmax(1))
@@ -82,14 +82,14 @@ def test_save_is_atomic_and_corrupt_folders_are_refused(lite0_64, tmp_path, monk
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(clf.classifier_model, "save_weights", boom)
+    monkeypatch.setattr(clf.feature_network, "save_weights", boom)  # the backbone's file fails mid-save
     with pytest.raises(OSError):
         clf.save(tmp_path / "m")
     monkeypatch.undo()
     assert (tmp_path / "m" / "config.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp folders left behind
 
-    w = tmp_path / "m" / "model.weights.h5"
+    w = tmp_path / "m" / "task.weights.h5"
     w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(zoo.ChecksumMismatchError):
         zoo.load(tmp_path / "m")

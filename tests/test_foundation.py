@@ -123,11 +123,13 @@ def test_format_v1_folders_still_load():
     assert type(v).__name__ == "Verifier" and v.threshold == 0.5
 
 
-def test_every_kind_saves_in_format_v2_and_loads_back(tmp_path):
+def test_every_kind_saves_in_the_current_format_and_loads_back(tmp_path):
     clf = zoo.load(FIXTURES / "classifier")
     clf.save(tmp_path / "clf")
     cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
-    assert cfg["format_version"] == 2 and cfg["kind"] == "classifier" and "model.weights.h5" in cfg["files"]
+    assert cfg["format_version"] == 3 and cfg["kind"] == "classifier"
+    assert {"backbone.weights.h5", "task.weights.h5"} == set(cfg["files"])  # the backbone part apart from the head
+    assert cfg["backbone"]["name"] == "mobilenet_v3_small" and cfg["backbone"]["stored"]
     assert {"zoo", "keras", "tensorflow"} <= set(cfg["versions"])
     again = zoo.load(tmp_path / "clf")
     x = np.load(FIXTURES / "classifier_expected.npz")["images"]
@@ -156,19 +158,21 @@ def test_damaged_folders_are_refused_with_clear_errors(tmp_path):
             (d / "config.json").write_text(json.dumps(cfg))
         return edit
 
-    def flip(d):
-        data = bytearray((d / "model.weights.h5").read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        (d / "model.weights.h5").write_bytes(bytes(data))
-    flipped = variant("flipped", flip)
-    with pytest.raises(ChecksumMismatchError, match="model.weights.h5"):
-        zoo.load(flipped)
+    def flip(name):
+        def edit(d):
+            data = bytearray((d / name).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (d / name).write_bytes(bytes(data))
+        return edit
+    for name in ("backbone.weights.h5", "task.weights.h5"):
+        with pytest.raises(ChecksumMismatchError, match=name):
+            zoo.load(variant(f"flipped-{name}", flip(name)))
     cases = {
         "nosum": (cfg_edit(lambda c: c.pop("files")), "checksums"),
         "nokind": (cfg_edit(lambda c: c.pop("kind")), "kind"),
         "alien": (cfg_edit(lambda c: c.update(kind="hologram")), "cannot open"),
         "future": (cfg_edit(lambda c: c.update(format_version=99)), "upgrade zoo"),
-        "badsize": (cfg_edit(lambda c: c.update(input_size="big")), "input_size"),
+        "badsize": (cfg_edit(lambda c: c["backbone"].update(input_size="big")), "input_size"),
         "escape": (cfg_edit(lambda c: c["files"].update({"../x": "0" * 64})), "plain name"),
         "notjson": (lambda d: (d / "config.json").write_text("{"), "not valid JSON"),
     }

@@ -137,7 +137,7 @@ def test_lit_training_lowers_the_loss_and_round_trips(lit, fmnist_sample, tmp_pa
 
     folder = lit.save(tmp_path / "lit")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["kind"] == "image_text" and cfg["text"]["trained"] is False
+    assert cfg["kind"] == "image_text" and cfg["task"]["text"]["trained"] is False
     assert "text.weights.h5" not in cfg["files"]  # the locked text tower is recorded by checksum, not copied
     back = zoo.load(folder)
     assert back.fingerprint() == lit.fingerprint()
@@ -153,9 +153,8 @@ def test_lit_training_lowers_the_loss_and_round_trips(lit, fmnist_sample, tmp_pa
 def test_full_mode_with_siglip_and_a_trained_text_layer_round_trips(lite0_96, tmp_path):
     """Both towers trained (image tower with BatchNorm frozen, the text tower's top layer): both saved."""
     import zoo
-    from zoo.training import copy_backbone
 
-    tower = copy_backbone(lite0_96, "float32")
+    tower = lite0_96.copy(precision="float32")
     before = tower.weights_digest()
     train = it.fashion_pairs("train", classes=[1, 7], per_class=8)
     m = it.train(train, image_model=tower, mode="full", loss="siglip", text_layers=1, epochs=2, batch_size=8,
@@ -195,7 +194,7 @@ def test_cli_zero_shot_and_text_search(lit, fmnist_sample, tmp_path, capsys):
     from PIL import Image
 
     import zoo.index
-    from recipes.image_text_cli import main
+    from zoo.cli import main
 
     model_dir = lit.save(tmp_path / "model")
     x, y = fmnist_sample("test", 3, seed=6, classes=[1, 7])

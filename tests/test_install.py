@@ -7,6 +7,7 @@ it), and nothing of the checkout: no PYTHONPATH, another working directory, and 
 checked to come from the new environment.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,8 +32,13 @@ def run(cmd, cwd, env, timeout=300):
 def installed(tmp_path_factory):
     """(venv python, venv bin folder, a clean environment, a working folder outside the checkout)."""
     tmp = tmp_path_factory.mktemp("install")
-    dist = tmp / "dist"
-    code, out, err = run([sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT], tmp,
+    dist, src = tmp / "dist", tmp / "src"  # built from a copy: the build's egg-info stays out of the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for pkg in ("zoo", "recipes", "apps"):
+        shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    code, out, err = run([sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, src], tmp,
                          {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert code == 0, err[-3000:]
     venv = tmp / "venv"
@@ -64,7 +70,7 @@ def test_sdist_and_wheel_carry_every_module_and_data_file(installed):
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "Name: keras-vision-zoo" in text and 'Provides-Extra: apps' in text
     eps = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
-    assert "zoo = zoo.cli:main" in eps and "[zoo.commands]" in eps
+    assert "zoo = zoo.cli:main" in eps and "[zoo.datasets]" in eps
     sdist = next(installed["dist"].glob("*.tar.gz"))
     with tarfile.open(sdist) as t:
         members = {m.split("/", 1)[1] for m in t.getnames() if "/" in m}

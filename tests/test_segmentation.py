@@ -57,7 +57,7 @@ def test_save_and_load_round_trip(small_seg, tmp_path):
     before = small_seg.segment(x, probs=True, progress=False)
     folder = small_seg.save(tmp_path / "seg")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["kind"] == "segmenter" and cfg["labels"] == NAMES and cfg["head"]["type"] == "unet"
+    assert cfg["kind"] == "segmenter" and cfg["labels"] == NAMES and cfg["task"]["head"]["type"] == "unet"
     back = zoo.load(folder)
     assert isinstance(back, Segmenter) and back.class_names == NAMES and back.input_size == 64
     for a, b in zip(before, back.segment(x, probs=True, progress=False)):
@@ -197,7 +197,7 @@ def test_training_converges_well_above_all_background(trained):
 
 @pytest.mark.slow
 def test_cli_segments_files_and_draws(trained, tmp_path, capsys):
-    from recipes.segmentation_cli import add_commands
+    from zoo.tasks.segmenter.cli import add_commands
     from zoo.cli import main
 
     seg, _ = trained

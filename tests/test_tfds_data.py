@@ -1,4 +1,5 @@
-"""recipes.tfds_data: tfds detection / segmentation datasets by name, tested offline.
+"""tensorflow-datasets by name for the detector and segmenter kinds (``zoo.tasks.<kind>.data.read_tfds``
+on ``zoo.tfds``), tested offline.
 
 tfds's ``mock_data`` (policy USE_CODE) builds random examples from each dataset's feature spec
 without any files and makes ``download_and_prepare`` a no-op (examples made self-consistent by
@@ -9,10 +10,11 @@ import functools
 import numpy as np
 import pytest
 
-from recipes import tfds_data
-from recipes.detection import DetectionData
-from recipes.segmentation import MaskedImages
 from zoo.errors import DataError
+from zoo.tasks.detector import data as detector_data
+from zoo.tasks.detector.data import DetectionData
+from zoo.tasks.segmenter import data as segmenter_data
+from zoo.tasks.segmenter.data import MaskedImages
 
 tfds = pytest.importorskip("tensorflow_datasets")
 from tensorflow_datasets.testing import mocking  # noqa: E402
@@ -51,10 +53,10 @@ def _expected_boxes(ex, style):
 
 def test_tfds_boxes_maths():
     bbox = [[0.2, 0.1, 0.6, 0.5], [0.5, 0.5, 0.4, 0.9], [0.0, 0.0, 1.2, 1.0]]  # (ymin, xmin, ymax, xmax)
-    b, kept = tfds_data.tfds_boxes(bbox, width=100, height=50, style="coco")
+    b, kept = detector_data.tfds_boxes(bbox, width=100, height=50, style="coco")
     assert kept.tolist() == [True, False, True]                # inverted box dropped
     np.testing.assert_allclose(b, [[10, 10, 50, 30], [0, 0, 100, 50]])  # second one clipped to 50
-    b, _ = tfds_data.tfds_boxes(bbox, width=100, height=50, style="voc")
+    b, _ = detector_data.tfds_boxes(bbox, width=100, height=50, style="voc")
     np.testing.assert_allclose(b[0], [9, 9, 50, 30])           # 1-based inclusive -> edges
     assert b.dtype == np.float32
 
@@ -63,7 +65,7 @@ def test_tfds_boxes_maths():
 def test_detection_from_mock_tfds(online, name, style):
     with _mock():
         raw = _raw(name)
-        data = tfds_data.detection_from_tfds(name, split="train", limit=3)
+        data = detector_data.read_tfds(name, split="train", limit=3)
         names = list(tfds.builder(name).info.features["objects"]["label"].names)
     assert isinstance(data, DetectionData) and len(data) == 3 and len(raw) == N
     assert data.class_names == names and len(names) == (20 if style == "voc" else 80)
@@ -86,7 +88,7 @@ def test_detection_from_mock_tfds(online, name, style):
 def test_detection_drops_coco_crowd(online):
     with _mock(num_examples=2):
         raw = _raw("coco/2017")
-        data = tfds_data.detection_from_tfds("coco", limit=2)  # alias of coco/2017
+        data = detector_data.read_tfds("coco", limit=2)  # alias of coco/2017
     assert any(ex["objects"]["is_crowd"].any() for ex in raw)
     for b, ex in zip(data.boxes, raw):
         assert len(b) <= int((~ex["objects"]["is_crowd"]).sum())
@@ -127,7 +129,7 @@ def _mock(num_examples=N, max_value=None):
 def test_masks_from_mock_tfds(online):
     with _mock(max_value=4):  # mask values 0-3: the trimap's 1, 2, 3 and an unexpected 0
         raw = _raw("oxford_iiit_pet")
-        data = tfds_data.masks_from_tfds("oxford_iiit_pet", split="train", limit=3)
+        data = segmenter_data.read_tfds("oxford_iiit_pet", split="train", limit=3)
     assert isinstance(data, MaskedImages) and len(data) == 3 and len(data.images) == 3
     assert data.class_names == ["background", "pet"]
     seen = set()
@@ -145,15 +147,15 @@ def test_inconsistent_examples_are_data_errors(online):
     # The readers must refuse such examples, not misalign them.
     with mocking.mock_data(num_examples=1, policy=mocking.MockPolicy.USE_CODE):
         with pytest.raises(DataError, match="differ in size"):
-            tfds_data.masks_from_tfds("oxford_iiit_pet")
+            segmenter_data.read_tfds("oxford_iiit_pet")
         with pytest.raises(DataError, match="boxes but"):
-            tfds_data.detection_from_tfds("voc/2007")
+            detector_data.read_tfds("voc/2007")
 
 
 @pytest.mark.parametrize("name", ["voc/2007", "coco/2017", "oxford_iiit_pet"])
 def test_offline_not_prepared(monkeypatch, tmp_path, name):
     monkeypatch.setenv("ZOO_OFFLINE", "1")
-    fn = tfds_data.masks_from_tfds if name == "oxford_iiit_pet" else tfds_data.detection_from_tfds
+    fn = segmenter_data.read_tfds if name == "oxford_iiit_pet" else detector_data.read_tfds
     with pytest.raises(DataError) as err:
         fn(name, data_dir=str(tmp_path))
     msg = str(err.value)
@@ -162,13 +164,13 @@ def test_offline_not_prepared(monkeypatch, tmp_path, name):
 
 def test_download_false_not_prepared(online, tmp_path):
     with pytest.raises(DataError, match="download=False"):
-        tfds_data.detection_from_tfds("voc/2012", data_dir=str(tmp_path), download=False)
+        detector_data.read_tfds("voc/2012", data_dir=str(tmp_path), download=False)
 
 
 def test_unknown_names():
     with pytest.raises(DataError, match="voc/2007.*coco/2017"):
-        tfds_data.detection_from_tfds("mnist")
+        detector_data.read_tfds("mnist")
     with pytest.raises(DataError, match="oxford_iiit_pet.*boxes only"):
-        tfds_data.masks_from_tfds("voc/2012")
+        segmenter_data.read_tfds("voc/2012")
     with pytest.raises(DataError, match="oxford_iiit_pet"):
-        tfds_data.masks_from_tfds("cityscapes")
+        segmenter_data.read_tfds("cityscapes")

@@ -28,6 +28,7 @@ PLUGIN_GROUP = "zoo.commands"  # entry points: command name -> "module:add_comma
 BUILTIN_PLUGINS = {
     "zoo.index.cli:add_parser": {"index": "similarity search over image collections",
                                  "dedup": "near-duplicate groups in a folder (or a built index)"},
+    "zoo.export:add_commands": {"export": "export a model for serving (SavedModel, TFLite, ONNX)"},
 }
 
 
@@ -257,6 +258,65 @@ def _cmd_evaluate(a):
     return 0
 
 
+def _cmd_kinds(a):
+    from zoo.kinds import kinds
+
+    for k in kinds():
+        print(f"{k.name:12} {k.title:24} {k.summary}")
+    return 0
+
+
+def _setting(text: str):
+    """``key=value`` (the value read as JSON when it parses: numbers, true/false, lists)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip().replace("-", "_"), value
+
+
+def _cmd_train(a):
+    out = output_dir(a.out)
+    from zoo.data import named_dataset, named_datasets
+    from zoo.errors import RecipeError
+    from zoo.kinds import get_kind
+
+    kind = get_kind(a.kind)
+    if kind.training is None:
+        raise RecipeError(f"a {a.kind} has no backbone to train; see `zoo {a.kind} --help` or its Python API")
+    if a.data in named_datasets():
+        train, val = named_dataset(a.data, a.kind, n_train=a.n_train)
+    else:
+        train, val = kind.training.read(a.data), None
+    settings = {k: v for k, v in (("epochs", a.epochs), ("head_epochs", a.head_epochs), ("batch_size", a.batch_size),
+                                  ("lr", a.lr), ("input_size", a.input_size)) if v is not None}
+    task = kind.train(train, val, backbone=a.backbone, out_dir=out, seed=a.seed, **settings, **dict(a.set or []))
+    folder = task.save(out / "model")
+    print(f"saved the {a.kind} to {folder} (kept the {task.training_config.get('kept')} phase; "
+          f"{task.training_config.get('seconds')} s of training; curves.png in {out})")
+    return 0
+
+
+def _cmd_predict(a):
+    import zoo
+
+    files = image_inputs(a.images)
+    m = zoo.load(a.model)
+    if not hasattr(m, "predict_described"):
+        raise ZooError(f"{a.model} holds a {getattr(m, 'kind', type(m).__name__)}, which `zoo predict` cannot run: "
+                       "use its own command (zoo --help)")
+    r = m.predict_described(files, batch_size=a.batch_size)
+    if a.json:
+        print(json.dumps([{"image": str(s), **d} for s, d in zip(r.sources, r.outputs)], indent=2))
+    else:
+        for s, d in zip(r.sources, r.outputs):
+            print(f"{s}: {json.dumps(d)}")
+    report_skipped(r.skipped)
+    return EXIT_ERROR if r.skipped else 0
+
+
 def apps_home() -> Path:
     """``Home.py`` of the Streamlit apps, which install beside the ``zoo`` package."""
     import zoo
@@ -284,9 +344,12 @@ def _add_common(p, default):
 
 
 class _Subcommands(argparse._SubParsersAction):
-    """Every subcommand (plugins' included) also accepts ``-v`` and ``--debug`` after its name."""
+    """Every subcommand (plugins' included) also accepts ``-v`` and ``--debug`` after its name; a name
+    added twice (a plugin given again) keeps its first definition."""
 
     def add_parser(self, name, **kwargs):
+        if name in self.choices:
+            return argparse.ArgumentParser(add_help=False)  # detached: the first definition stays
         p = super().add_parser(name, **kwargs)
         _add_common(p, argparse.SUPPRESS)
         return p
@@ -414,6 +477,37 @@ def build_parser(plugins=None, command: str | None = None):
     s.add_argument("--tta", action="store_true", help="average with horizontally mirrored images (2x the time)")
     s.set_defaults(func=_cmd_evaluate)
 
+    s = sub.add_parser("kinds", help="the kinds of model (classifier, detector, ...) and what each does")
+    s.set_defaults(func=_cmd_kinds)
+
+    s = sub.add_parser("train", help="train a task of any kind on a backbone and save it",
+                       description="Train KIND (see `zoo kinds`) on DATA: a named demo dataset ('scenes') or "
+                                   "what the kind reads (classifier: 'fashion_mnist', 'tfds:<name>' or a folder of "
+                                   "class subfolders; multilabel: a CSV of path,labels; detector: a COCO .json or "
+                                   "VOC folder; segmenter: a folder with images/ and masks/). Head first on the "
+                                   "frozen backbone, then unfrozen (zoo.training); writes OUT/model and OUT/curves.png.")
+    s.add_argument("kind")
+    s.add_argument("data")
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--backbone", default="efficientnet_lite0")
+    s.add_argument("--head-epochs", type=non_negative_int, help="epochs with the backbone frozen (kind's default)")
+    s.add_argument("--epochs", type=non_negative_int, help="then epochs with it unfrozen (kind's default)")
+    s.add_argument("--batch-size", type=positive_int)
+    s.add_argument("--lr", type=positive_float, help="peak learning rate once unfrozen")
+    s.add_argument("--input-size", type=positive_int)
+    s.add_argument("--n-train", type=positive_int, default=2000, help="training examples of a named demo dataset")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", type=_setting, action="append", metavar="KEY=VALUE",
+                   help="any other training setting of zoo.training.TrainConfig or the kind, e.g. --set dropout=0.3")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("predict", help="run a saved model of any kind on images (JSON-like lines)")
+    s.add_argument("model", help="a folder written by save() or a named model (mtcnn_faces)")
+    s.add_argument("images", nargs="+", help="image files or folders")
+    s.add_argument("--batch-size", type=positive_int, default=16)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_predict)
+
     s = sub.add_parser("apps", help="start the Streamlit demos at http://localhost:8501 (this machine only)",
                        description="Start the Streamlit demo apps. Options after the command go to `streamlit "
                                    "run`, e.g. `zoo apps --server.port 8502`. To share them on a network: "
@@ -431,9 +525,27 @@ def build_parser(plugins=None, command: str | None = None):
             s = sub.add_parser(name, help=text)
             s.add_argument("args", nargs=argparse.REMAINDER)
             s.set_defaults(func=_unavailable(plugin) if plugin is not None else None)
+    for add in kind_commands():
+        add(sub)
     for plugin in plugins:
         plugin(sub)
     return p, sub
+
+
+def kind_commands() -> list:
+    """``add_commands`` of every kind that has a ``cli`` module (``zoo/tasks/<kind>/cli.py``): found
+    from the registry of kinds, imported without TensorFlow."""
+    import importlib
+    import importlib.util
+
+    from zoo.kinds import kind_names
+
+    out = []
+    for kind in kind_names():
+        name = f"zoo.tasks.{kind}.cli"
+        if importlib.util.find_spec(name) is not None:
+            out.append(importlib.import_module(name).add_commands)
+    return out
 
 
 # ---- running ----------------------------------------------------------------------------------

@@ -277,3 +277,24 @@ def load(spec, split: str = "train", data_dir=None) -> LabeledImages:
                                "(LabeledImages.split) rather than test on images the model trained on")
         return image_folder(p)
     raise DataError(f"unknown dataset {s!r}: give 'fashion_mnist', 'tfds:<name>' or a folder of class subfolders")
+
+
+# ---- named demo datasets (plugins) -------------------------------------------------------------------
+DATASET_GROUP = "zoo.datasets"  # entry points: name -> callable(kind, **settings) -> (train, val)
+
+
+def named_datasets() -> list[str]:
+    """Demo datasets other packages provide by name (e.g. ``scenes`` from the recipes), for the CLI."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group=DATASET_GROUP)})
+
+
+def named_dataset(name: str, kind: str, **settings):
+    """``(train, val)`` of a named demo dataset for a kind ("detector", "segmenter", "multilabel")."""
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group=DATASET_GROUP)}
+    if name not in eps:
+        raise DataError(f"no demo dataset {name!r} (known: {', '.join(sorted(eps)) or 'none installed'})")
+    return eps[name].load()(kind, **settings)

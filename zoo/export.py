@@ -197,80 +197,6 @@ def model_metadata(m, kind: str) -> dict:
             "input_size": m.input_size}
 
 
-def backbone_signature(m, input_dtype: str = "uint8") -> Signature:
-    import keras
-
-    raw, x = pixel_input(m.input_size, input_dtype)
-    model = keras.Model(raw, backbone_trunk(m)(x), name=f"{m.name}_export")
-    meta = model_metadata(m, "backbone")
-    if "probabilities" in model.output:
-        meta["labels"] = list(m.labels)
-    return Signature(model, meta)
-
-
-def classifier_signature(clf, input_dtype: str = "uint8") -> Signature:
-    import keras
-
-    cm = clf.classifier_model
-    inner = keras.Model(cm.input, {"probabilities": cm.output, "embedding": cm.get_layer("head").input})
-    raw, x = pixel_input(clf.input_size, input_dtype)
-    return Signature(keras.Model(raw, inner(x), name=f"{clf.name}_classifier_export"),
-                     {**model_metadata(clf, "classifier"), "labels": list(clf.class_names)})
-
-
-def fewshot_signature(knn, input_dtype: str = "uint8") -> Signature:
-    """A few-shot head (``KNNClassifier``): its support set, centring and threshold as constants."""
-    import keras
-
-    if getattr(knn, "classes_", None) is None:
-        raise ExportError("the few-shot classifier is not fitted: call fit(support_images, labels) before export")
-    m = knn.model
-    if m is None:
-        raise ExportError("this few-shot classifier has no model (it was fitted on embeddings): "
-                          "create it with model=... to export an image graph")
-    n_cls = len(knn.classes_)
-    s = np.asarray(knn._support, np.float32)
-    if knn.mode == "prototype":
-        s = np.stack([s[knn._y == c].mean(0) for c in range(n_cls)])
-        if knn.metric == "cosine":
-            s /= np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
-        labels = np.arange(n_cls)
-    else:
-        labels = knn._y
-    head = export_layers().FewShotHead(s, labels, n_cls, knn.mean_, knn.mode, knn.metric, knn.k_, knn.power,
-                                 knn.temperature, knn.unknown_threshold, name="fewshot_head")
-    raw, x = pixel_input(m.input_size, input_dtype)
-    model = keras.Model(raw, head(backbone_trunk(without_head(m))(x)["embedding"]), name="fewshot_export")
-    meta = {**model_metadata(m, "fewshot"), "labels": [_jsonable(c) for c in knn.classes_],
-            "unknown_threshold": knn.unknown_threshold, "unknown_label": _jsonable(knn.unknown_label),
-            "mode": knn.mode, "metric": knn.metric, "k": int(knn.k_), "support_size": int(len(knn._support))}
-    return Signature(model, meta)
-
-
-def verifier_signature(v, input_dtype: str = "uint8", pair: bool = False) -> Signature:
-    """A verifier: L2-normalised embeddings (through its head), or a pair graph with ``pair=True``."""
-    import keras
-
-    m = v.model
-    if m is None:
-        raise ExportError("this verifier has no model (it takes embeddings): create it with model=... to export")
-    trunk = backbone_trunk(without_head(m))
-    norm = export_layers().L2Normalize(v.head, name="verifier_embedding")
-    meta = {**model_metadata(m, "verifier"), "threshold": v.threshold, "calibration": _jsonable(v.calibration),
-            "score": "cosine of the two images' embeddings (dot product of the L2-normalised outputs)"}
-    if v.face is not None:
-        meta["input_note"] = "aligned face crops: the MTCNN face front end is not part of the graph"
-        log.warning("the exported verifier takes face crops: MTCNN detection and alignment are not exported")
-    if not pair:
-        raw, x = pixel_input(m.input_size, input_dtype)
-        return Signature(keras.Model(raw, {"embedding": norm(trunk(x)["embedding"])}, name="verifier_export"), meta)
-    ra, xa = pixel_input(m.input_size, input_dtype, "images_a")
-    rb, xb = pixel_input(m.input_size, input_dtype, "images_b")
-    out = export_layers().PairScore(v.threshold, name="pair_score")(norm(trunk(xa)["embedding"]),
-                                                              norm(trunk(xb)["embedding"]))
-    return Signature(keras.Model([ra, rb], out, name="verifier_pair_export"), {**meta, "pair": True})
-
-
 def without_head(m):
     """The backbone view of a model (a classifier's embedding is its backbone's)."""
     if getattr(m, "imagenet_model", None) is None:
@@ -290,29 +216,18 @@ def _jsonable(x):
 
 
 def signature_of(obj, input_dtype: str = "uint8", **options) -> Signature:
-    """The export signature of any supported object: its own ``export_signature`` if it has one."""
-    if hasattr(obj, "export_signature"):
-        import inspect
+    """The export signature of a model: its kind's ``export_signature`` (options checked against it)."""
+    if not hasattr(obj, "export_signature"):
+        raise ExportError(f"cannot export a {type(obj).__name__}: export a zoo model or task, or give the class "
+                          "an export_signature() method (see zoo.export)")
+    import inspect
 
-        known = inspect.signature(obj.export_signature).parameters
-        unknown = sorted(k for k, v in options.items() if k not in known and v is not None)
-        if unknown:
-            raise ExportError(f"a {type(obj).__name__} export takes no option {', '.join(unknown)} "
-                              f"(it takes: {', '.join(k for k in known if k != 'input_dtype') or 'none'})")
-        return obj.export_signature(input_dtype=input_dtype, **{k: v for k, v in options.items() if k in known})
-    names = {c.__name__ for c in type(obj).__mro__}
-    if "KNNClassifier" in names:
-        return fewshot_signature(obj, input_dtype, **options)
-    if "Verifier" in names:
-        return verifier_signature(obj, input_dtype, **options)
-    if options:
-        raise ExportError(f"unknown export options {sorted(options)} for a {type(obj).__name__}")
-    if "FineTunedClassifier" in names:
-        return classifier_signature(obj, input_dtype)
-    if "ZooModel" in names:
-        return backbone_signature(obj, input_dtype)
-    raise ExportError(f"cannot export a {type(obj).__name__}: export a zoo model, classifier, few-shot head or "
-                      "verifier, or give the class an export_signature() method (see zoo.export)")
+    known = inspect.signature(obj.export_signature).parameters
+    unknown = sorted(k for k, v in options.items() if k not in known and v is not None)
+    if unknown:
+        raise ExportError(f"a {type(obj).__name__} export takes no option {', '.join(unknown)} "
+                          f"(it takes: {', '.join(k for k in known if k != 'input_dtype') or 'none'})")
+    return obj.export_signature(input_dtype=input_dtype, **{k: v for k, v in options.items() if k in known})
 
 
 # ---- converters ------------------------------------------------------------------------------

@@ -411,3 +411,173 @@ def resize_mask(mask, shape) -> np.ndarray:
     rows = np.minimum(((np.arange(h) + 0.5) * m.shape[0] / h).astype(np.int64), m.shape[0] - 1)
     cols = np.minimum(((np.arange(w) + 0.5) * m.shape[1] / w).astype(np.int64), m.shape[1] - 1)
     return m[rows[:, None], cols[None, :]]
+
+
+# ---- streams of images of any size: letterboxed canvases, and each image's own shape ---------
+class _Item:
+    __slots__ = ("source", "canvas", "scale", "pad", "shape")
+
+    def __init__(self, source, canvas, scale, pad, shape):
+        self.source, self.canvas, self.scale, self.pad, self.shape = source, canvas, scale, pad, shape
+
+
+class letterboxed:  # noqa: N801  (used like a function)
+    """Every input image as a letterboxed float32 canvas with its scale, padding and own shape.
+
+    Same inputs as :func:`zoo.images.batches` (and the same pixel conversion); files are read
+    one at a time as batches are drawn, unreadable ones skipped with a warning.
+    """
+
+    def __init__(self, images, size: int, value_range: str = "auto", fill: float = 114.0):
+        self.size, self.value_range, self.fill, self.skipped = int(size), value_range, float(fill), []
+        self.images = materialize(images)
+        self.total = len(self.images) if hasattr(self.images, "__len__") else None
+
+    def _items(self):
+        x, size = self.images, self.size
+        if isinstance(x, np.ndarray):  # one decision on the pixel scale, one resize per chunk
+            a = as_image_array(x)
+            scale = _scale_of([a], self.value_range)
+            h, w = a.shape[1:3]
+            for start in range(0, len(a), 64):
+                px = to_pixels(a[start:start + 64], scale)
+                canvases, s, pad = _letterbox_batch(px, size, self.fill)
+                for i, c in enumerate(canvases):
+                    yield _Item(start + i, c, s, pad, (h, w))
+            return
+        if isinstance(x, (str, Path)) or (isinstance(x, (list, tuple)) and x and
+                                          all(isinstance(v, (str, Path)) for v in x)):
+            files = _files(x)
+            for f in files:
+                try:
+                    img = read_image(f)
+                except ImageError as exc:
+                    log.warning("skipping %s", exc)
+                    self.skipped.append((str(f), str(exc)))
+                    continue
+                yield _Item(str(f), *letterbox(img, size, self.fill), img.shape[:2])
+            return
+        if isinstance(x, Image.Image):
+            x = [x]
+        if not isinstance(x, (list, tuple)):
+            raise InputShapeError(f"cannot read images from {type(x).__name__}: pass a numpy array, file paths, "
+                                  "a directory, PIL images or a tf.data.Dataset")
+        items = [_as_image(pil_to_array(v) if isinstance(v, Image.Image) else np.asarray(v)) for v in x]
+        if not items:
+            raise InputShapeError("no images given (empty list)")
+        scale = _scale_of(items, self.value_range)
+        for i, a in enumerate(items):
+            px = to_pixels(a, scale).numpy()
+            yield _Item(i, *letterbox(px, size, self.fill), a.shape[:2])
+
+    def chunks(self, n: int):
+        chunk = []
+        for item in self._items():
+            chunk.append(item)
+            if len(chunk) == n:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _files(x) -> list:
+    if isinstance(x, (str, Path)):
+        p = Path(x)
+        if p.is_dir():
+            files = list_image_files(p)
+            if not files:
+                raise ImageError(f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {p}")
+            return files
+        if not p.exists():
+            raise ImageError(f"{p}: no such file or directory")
+        return [p]
+    return [Path(v) for v in x]
+
+
+def _scale_of(arrays, value_range: str) -> float:
+    """The pixel scale of a whole call (zoo.images' rule: floats <= 1 everywhere are [0, 1])."""
+    dtypes = {np.dtype(a.dtype) for a in arrays}
+    floats = [a for a in arrays if np.issubdtype(a.dtype, np.floating)]
+    if floats and not all(np.isfinite(a).all() for a in floats):
+        raise InputShapeError("images contain NaN or infinite values")
+    top = max((float(a.max()) for a in floats if a.size), default=None)
+    dtype = floats[0].dtype if floats else next(iter(dtypes))
+    return pixel_scale(dtype, top, value_range)
+
+
+def _letterbox_batch(px, size: int, fill: float):
+    """Same-sized images (B, H, W, 3) -> canvases, scale, pad (one resize for the batch)."""
+    h, w = int(px.shape[1]), int(px.shape[2])
+    if (h, w) == (size, size):
+        return px.numpy(), 1.0, (0, 0)
+    scale = min(size / h, size / w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    pad_y, pad_x = (size - nh) // 2, (size - nw) // 2
+    resized = tf.image.resize(px, (nh, nw)).numpy()
+    canvas = np.full((len(resized), size, size, 3), fill, np.float32)
+    canvas[:, pad_y:pad_y + nh, pad_x:pad_x + nw] = resized
+    return canvas, scale, (pad_x, pad_y)
+
+
+def materialize(images):
+    """A tf.data.Dataset (images or (image, ...) tuples, batched or not) as a list of arrays."""
+    if isinstance(images, tf.data.Dataset):
+        spec = images.element_spec
+        ds = images.map(lambda x, *_: x) if isinstance(spec, tuple) else images
+        out = []
+        for x in ds:
+            x = x.numpy()
+            out.extend(list(x) if x.ndim == 4 else [x])
+        return out
+    return images
+
+
+def original_shape(images, source) -> tuple[int, int]:
+    """(H, W) of the input that ``source`` (an index or a path) names."""
+    if isinstance(source, (int, np.integer)):
+        if isinstance(images, np.ndarray):
+            a = as_image_array(images) if images.ndim != 4 else images
+            return int(a.shape[1]), int(a.shape[2])
+        x = images[int(source)] if isinstance(images, (list, tuple)) else images
+        if isinstance(x, Image.Image):
+            return x.size[1], x.size[0]
+        return int(np.shape(x)[0]), int(np.shape(x)[1])
+    with Image.open(source) as im:
+        w, h = im.size
+        if im.format == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            w, h = h, w  # EXIF rotation by 90 degrees, applied when read
+    return h, w
+
+
+class originals(letterboxed):  # noqa: N801  (used like a function)
+    """Each input image at its own size (float32 RGB [0, 255]) with its source."""
+
+    def __init__(self, images, value_range="auto"):
+        super().__init__(images, 1, value_range)
+
+    def __iter__(self):
+        x = self.images
+        if isinstance(x, np.ndarray):
+            a = as_image_array(x)
+            scale = _scale_of([a], self.value_range)
+            for i in range(len(a)):
+                yield i, to_pixels(a[i], scale).numpy()
+            return
+        if isinstance(x, (str, Path)) or (isinstance(x, (list, tuple)) and x and
+                                          all(isinstance(v, (str, Path)) for v in x)):
+            for f in _files(x):
+                try:
+                    yield str(f), read_image(f)
+                except ImageError as exc:
+                    log.warning("skipping %s", exc)
+                    self.skipped.append((str(f), str(exc)))
+            return
+        if isinstance(x, Image.Image):
+            x = [x]
+        items = [_as_image(pil_to_array(v) if isinstance(v, Image.Image) else np.asarray(v)) for v in x]
+        if not items:
+            raise InputShapeError("no images given (empty list)")
+        scale = _scale_of(items, self.value_range)
+        for i, a in enumerate(items):
+            yield i, to_pixels(a, scale).numpy()

@@ -1,65 +1,33 @@
-"""The saved-folder format, and the table ``kind -> loader`` that ``zoo.load(path)`` uses.
+"""The saved-folder format: a config with the SHA-256 of every file, written atomically.
 
 A saved model is a folder::
 
-    config.json          {"format": "zoo.model", "format_version": 2, "kind": "classifier",
-                          "files": {"model.weights.h5": "<sha256>", ...},
-                          "versions": {...}, ...the kind's own fields}
-    model.weights.h5     (or .npy arrays, whatever the kind writes)
+    config.json          {"format": "zoo.model", "format_version": 3, "kind": "classifier",
+                          "files": {"backbone.weights.h5": "<sha256>", ...},
+                          "versions": {...}, ...the kind's own fields (zoo.tasks.base)}
+    backbone.weights.h5, task.weights.h5, *.npy   (whatever the kind writes)
 
 Every file is listed with its SHA-256 and checked on load; the folder is written aside and
-swapped in (:func:`replace_dir`), so a crash never leaves a half-written model. Each kind
-registers its loader with :func:`register_kind`; :data:`KIND_MODULES` names the module that
-registers a built-in kind, imported on first use, so ``zoo.load`` opens every kind without
-``if kind ==`` chains and without importing recipes. Format v1 folders (classifier and
-backbone configs with ``weights_sha256``; recipes' ``fewshot.KNNClassifier`` and
-``verification.Verifier`` configs) still load.
+swapped in (:func:`replace_dir`), so a crash never leaves a half-written model. ``zoo.load``
+opens a folder through the class its kind registered (:mod:`zoo.tasks`), so no table of kinds
+is kept here. Format v1 and v2 folders still load (each kind's ``load_legacy``).
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 from zoo.errors import ChecksumMismatchError, SavedModelError
 
 FORMAT = "zoo.model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3          # the newest this zoo writes and reads
 CONFIG_FILE = "config.json"
 STALE_TEMP_SECONDS = 3600  # temp folders older than this are left-overs of a killed writer
-
-# kind -> module that registers its loader (imported on first use)
-KIND_MODULES = {
-    "backbone": "zoo.model",
-    "classifier": "zoo.tasks.classifier",
-    "fewshot": "zoo.tasks.fewshot",
-    "verifier": "zoo.tasks.verifier",
-    "segmenter": "zoo.tasks.segmenter",
-    "detector": "zoo.tasks.detector",
-    "image_text": "zoo.tasks.image_text",
-}
-# named models that are not registry backbones -> the module whose load_named(name) builds them
-NAMED_MODELS = {"mtcnn_faces": "zoo.tasks.detector"}
-# names earlier versions wrote -> kind
-KIND_ALIASES = {"fewshot.KNNClassifier": "fewshot", "verification.Verifier": "verifier"}
-_LOADERS: dict[str, Callable] = {}
-
-
-def register_kind(kind: str, loader: Callable, module: str | None = None):
-    """``loader(path, config, **kwargs)`` opens folders whose config says ``kind``."""
-    _LOADERS[kind] = loader
-    if module:
-        KIND_MODULES.setdefault(kind, module)
-
-
-def known_kinds() -> list[str]:
-    return sorted(set(KIND_MODULES) | set(_LOADERS))
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -135,7 +103,7 @@ def library_versions() -> dict:
     return out
 
 
-def write_folder(path, kind: str, config: dict, files: dict) -> Path:
+def write_folder(path, kind: str, config: dict, files: dict, format_version: int = 2) -> Path:
     """Write a model folder atomically.
 
     ``files``: ``{name: bytes | str | dict | ndarray | callable(path)}``; a callable writes the
@@ -164,7 +132,7 @@ def write_folder(path, kind: str, config: dict, files: dict) -> Path:
                 f.write_bytes(content.encode() if isinstance(content, str) else content)
             fsync_file(f)
             digests[name] = sha256_file(f)
-        cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, **config,
+        cfg = {"format": FORMAT, "format_version": format_version, "kind": kind, **config,
                "files": digests, "versions": library_versions()}
         (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
         fsync_file(tmp / CONFIG_FILE)
@@ -218,9 +186,12 @@ def _read_config(path: Path, kind: str | None) -> dict:
 
 def _upgrade(path: Path, cfg: dict) -> dict:
     """Bring a v1 config to the v2 shape (kind names, files with checksums)."""
-    kind = KIND_ALIASES.get(cfg.get("kind"), cfg.get("kind"))
+    from zoo.kinds import canonical
+
+    kind = cfg.get("kind")
     if not isinstance(kind, str):
         raise SavedModelError(f"{path}/{CONFIG_FILE} has no 'kind': not a folder written by save()")
+    kind = canonical(kind)
     version = cfg.get("format_version", 1)
     if "format" in cfg and cfg["format"] != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
         raise SavedModelError(f"{path} holds format {cfg.get('format')} v{version}; this zoo reads "
@@ -253,13 +224,9 @@ def require(cfg: dict, path, **types) -> dict:
 
 
 def load_folder(path, **kwargs):
-    """Open any saved folder through its kind's loader."""
+    """Open any saved folder through the class its kind registered (:func:`zoo.kinds.get_kind`)."""
+    from zoo.kinds import get_kind
+
     path = Path(path)
     cfg = read_config(path)
-    kind = cfg["kind"]
-    if kind not in _LOADERS and kind in KIND_MODULES:
-        importlib.import_module(KIND_MODULES[kind])
-    if kind not in _LOADERS:
-        raise SavedModelError(f"{path} holds a {kind!r} model, which this zoo cannot open "
-                              f"(known kinds: {', '.join(known_kinds())}): upgrade zoo")
-    return _LOADERS[kind](path, cfg, **kwargs)
+    return get_kind(cfg["kind"]).load(path, cfg, **kwargs)

@@ -1,44 +1,32 @@
-"""``ZooModel``: a backbone (or a classifier fine-tuned from one) with its preprocessing.
+"""``ZooModel``: a registry backbone with its preprocessing; every task holds one.
 
-All inference goes through compiled ``tf.function`` calls on fixed-size batches from a
-parallel input pipeline (measured here about 2x faster than ``model.predict``).
+All inference goes through :mod:`zoo.inference`: compiled ``tf.function`` calls on batches from
+a parallel input pipeline (measured here about 2x faster than ``model.predict``).
 """
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import logging
 import os
-import sys
-import time
 from pathlib import Path
-from typing import NamedTuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from zoo import images as zimages
+from zoo import inference
 from zoo import io as zio
 from zoo.backbone import build_network, find_taps
-from zoo.errors import InputShapeError, NoHeadError, SavedModelError, ZooError
-from zoo.labels import imagenet_labels
+from zoo.errors import NoHeadError, SavedModelError, UnknownModelError, ZooError
+from zoo.inference import Embedded, Progress, check_batch_size  # noqa: F401  (public here too)
+from zoo.labels import check_top_k, imagenet_labels, top_classes
 from zoo.layers import Normalize
 from zoo.registry import ModelEntry, Preprocessing, get_entry
+from zoo.kinds import get_kind, named_model, named_models, register_kind
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.weights.h5"
-
-
-class Embedded(NamedTuple):
-    """What one call read: its outputs, the source of each row (path or index), and the
-    ``(source, reason)`` of every input that was skipped."""
-
-    outputs: object
-    sources: list
-    skipped: list
-
-
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
@@ -53,33 +41,9 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(old)
 
 
-class Progress:
-    """A terminal progress line with images/s and ETA (quiet when not a TTY or few batches)."""
-
-    def __init__(self, total: int | None, what: str, enabled: bool = True):
-        self.total, self.what, self.done = total, what, 0
-        self.enabled = enabled and (total is None or total > 1)
-        self.start = time.perf_counter()
-        self.last = 0.0
-
-    def update(self, n: int):
-        self.done += n
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.5 and (self.total is None or self.done < self.total)):
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = f", ETA {(self.total - self.done) / rate:.0f}s" if self.total and rate > 0 else ""
-        of = f"/{self.total}" if self.total else ""
-        print(f"\r{self.what}: {self.done}{of} images, {rate:.1f} img/s{eta}   ", end="", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.enabled and self.done:
-            print(file=sys.stderr, flush=True)
-
-
+@register_kind("backbone")
 class ZooModel:
-    """A registry backbone, optionally with a trained classification head."""
+    """A registry backbone: pooled embedding, P2..P5 pyramid and (where it has one) ImageNet classes."""
 
     def __init__(self, entry: ModelEntry, input_size: int | None = None, weights="imagenet",
                  *, precision: str = "float32", _network=None):
@@ -102,7 +66,9 @@ class ZooModel:
             has_top = any(l.name == "predictions" for l in _network.layers[-3:])
         self.network = _network
         taps = find_taps(_network, entry, self.input_size)
-        pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(taps["body"])
+        pooled = taps.get("pooled")  # entries that define their embedding (ViTs: the class token)
+        if pooled is None:
+            pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(taps["body"])
         self.pyramid_levels = [k for k in ("P2", "P3", "P4", "P5") if k in taps]
         self.feature_network = keras.Model(_network.input, {"pooled": pooled, **{k: taps[k] for k in self.pyramid_levels}},
                                            name=f"{entry.name}_features")
@@ -155,51 +121,16 @@ class ZooModel:
     # ---- inference ------------------------------------------------------------------------
     def _fn(self, key: str, model: keras.Model, flip_tta: bool = False):
         """A traced inference call of ``model``; ``flip_tta`` averages it with the mirrored image's."""
-        key = key + "+flip" if flip_tta else key
-        if key not in self._fns:
-            spec = tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)
-
-            def call(x):
-                y = model(x, training=False)
-                return 0.5 * (y + model(tf.reverse(x, [2]), training=False)) if flip_tta else y
-            self._fns[key] = tf.function(call, input_signature=[spec])
-        return self._fns[key]
+        k = (key, flip_tta)
+        if k not in self._fns:
+            self._fns[k] = inference.traced(model, self.input_size, flip_tta=flip_tta)
+        return self._fns[k]
 
     def _run(self, key, model, images, batch_size, progress=True, flip_tta=False, value_range="auto") -> Embedded:
         check_batch_size(batch_size)
-        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation,
-                              value_range=value_range)
-        fn = self._fn(key, model, flip_tta)
-        total = len(src.sources) or None
-        bar = Progress(total, key, progress)
-        outs, seen = [], []
-        try:
-            for batch in src.dataset:
-                if isinstance(batch, tuple):
-                    idx, batch = batch
-                    seen.append(idx.numpy())
-                y = fn(batch)
-                outs.append(tf.nest.map_structure(lambda t: t.numpy(), y))
-                bar.update(int(batch.shape[0]))
-        except tf.errors.InvalidArgumentError as exc:
-            if "NaN or infinite" in str(exc):
-                raise InputShapeError("images contain NaN or infinite values") from None
-            raise
-        finally:
-            bar.close()
-        sources, skipped = list(src.sources), list(src.skipped)
-        if seen:
-            got = np.concatenate(seen)
-            lost = sorted(set(range(len(sources))) - set(got.tolist()))
-            for i in lost:
-                skipped.append((sources[i], "decode failed"))
-                log.warning("skipping %s: could not decode", sources[i])
-            sources = [sources[i] for i in got]
-        if not outs:
-            first = f": {skipped[0][0]} ({skipped[0][1]})" if skipped else ""
-            raise zimages.ImageError(f"none of the {len(src.sources) + len(src.skipped)} images could be "
-                                     f"read{first}")
-        return Embedded(tf.nest.map_structure(lambda *xs: np.concatenate(xs), *outs), sources, skipped)
+        stream = inference.resized(images, self.input_size, batch_size, self.preprocessing.interpolation,
+                                   value_range)
+        return inference.run(self._fn(key, model, flip_tta), stream, what=key, progress=progress)
 
     def embed(self, images, batch_size: int = 64, normalize: bool = False, progress: bool = True,
               return_sources: bool = False, value_range: str = "auto"):
@@ -229,20 +160,29 @@ class ZooModel:
 
     def classify(self, images, top_k: int = 5, batch_size: int = 64, return_sources: bool = False, **kwargs):
         """Per image, the ``top_k`` (class index, label, probability), best first."""
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-            raise InputShapeError(f"top_k must be a positive integer; got {top_k!r}")
+        check_top_k(top_k)  # a bad top_k fails before any work
         r = self.predict(images, batch_size, return_sources=True, **kwargs)
-        probs, labels = r.outputs, self.labels
-        top = np.argsort(-probs, axis=1)[:, :top_k]
-        out = [[(int(c), labels[c], float(p[c])) for c in row] for row, p in zip(top, probs)]
+        out = top_classes(r.outputs, self.labels, top_k)
         return r._replace(outputs=out) if return_sources else out
 
     # ---- training -------------------------------------------------------------------------
-    def finetune(self, train, val=None, **kwargs):
-        """Fine-tune a new classifier on ``train``: head first, then unfreeze. See zoo.training."""
-        from zoo.training import finetune
+    def finetune(self, train, val=None, *, kind: str | None = None, multilabel: bool = False, **kwargs):
+        """Train a task on this backbone: head first, then unfreeze (:func:`zoo.training.train`).
 
-        return finetune(self, train, val, **kwargs)
+        ``kind``: "classifier" (default), "multilabel" (also ``multilabel=True``: labels are an
+        (N, C) 0/1 array or lists of class names), "detector", "segmenter" or any registered kind
+        with a training spec. Keyword arguments are :class:`zoo.training.TrainConfig`'s and the kind's.
+        """
+        kind = kind or ("multilabel" if multilabel else "classifier")
+        return get_kind(kind).train(train, val, backbone=self, **kwargs)
+
+    def copy(self, input_size: int | None = None, precision: str | None = None) -> "ZooModel":
+        """The same backbone (and weights) as a new model, at another input size or precision."""
+        precision = precision or self.precision
+        with dtype_policy(PRECISIONS[precision]):
+            other = ZooModel(self.entry, input_size or self.input_size, weights=None, precision=precision)
+        other.feature_network.set_weights(self.feature_network.get_weights())
+        return other
 
     def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
         """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
@@ -250,47 +190,37 @@ class ZooModel:
 
         return export(self, out, format, quantize, calibration, **options)
 
+    def export_signature(self, input_dtype: str = "uint8"):
+        """``embedding`` (N, D) and, with the ImageNet head, ``probabilities`` (N, 1000)."""
+        from zoo.export import Signature, backbone_trunk, model_metadata, pixel_input
+
+        raw, x = pixel_input(self.input_size, input_dtype)
+        model = keras.Model(raw, backbone_trunk(self)(x), name=f"{self.name}_export")
+        meta = model_metadata(self, "backbone")
+        if "probabilities" in model.output:
+            meta["labels"] = list(self.labels)
+        return Signature(model, meta)
+
     # ---- persistence ----------------------------------------------------------------------
-    kind = "backbone"
-
-    def _config(self) -> dict:
-        """The kind's own fields of config.json."""
-        return {}
-
     def save(self, path) -> Path:
         """Write a folder (config.json + model.weights.h5, checksummed) atomically; ``zoo.load`` reads it."""
         config = {"base_model": self.entry.name, "tag": self.entry.tag, "input_size": self.input_size,
-                  "preprocessing": self.preprocessing.to_dict(), **self._config()}
+                  "preprocessing": self.preprocessing.to_dict()}
         return zio.write_folder(path, self.kind, config, {WEIGHTS_FILE: self.keras_model.save_weights})
 
     @classmethod
-    def _from_folder(cls, path: Path, cfg: dict) -> "ZooModel":
-        """Build the kind's model from its config (weights are loaded by :func:`open_folder`)."""
-        return ZooModel(entry_of(cfg, path), cfg["input_size"], weights=None)
+    def load(cls, path, cfg: dict, **_) -> "ZooModel":
+        """Open a backbone folder written by :meth:`save`."""
+        model = ZooModel(entry_of(cfg, path), cfg["input_size"], weights=None)
+        model.keras_model.load_weights(Path(path) / WEIGHTS_FILE)
+        model.weights_source = str(path)
+        return model
 
 
 def entry_of(cfg: dict, path) -> ModelEntry:
     zio.require(cfg, path, base_model=str, input_size=int)
     tag = cfg.get("tag")
     return get_entry(f"{cfg['base_model']}.{tag}" if isinstance(tag, str) and tag else cfg["base_model"])
-
-
-def open_folder(cls):
-    """A loader for :func:`zoo.io.register_kind` that builds ``cls`` and loads its weights."""
-    def loader(path: Path, cfg: dict, **_):
-        model = cls._from_folder(path, cfg)
-        model.keras_model.load_weights(path / WEIGHTS_FILE)
-        model.weights_source = str(path)
-        return model
-    return loader
-
-
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputShapeError(f"batch_size must be a positive integer; got {batch_size!r}")
-
-
-replace_dir = zio.replace_dir  # kept for callers of the earlier name
 
 
 def load(name_or_path, weights="imagenet", input_size: int | None = None, precision: str = "float32",
@@ -309,17 +239,22 @@ def load(name_or_path, weights="imagenet", input_size: int | None = None, precis
         model = zio.load_folder(p, **kwargs)
     elif isinstance(name_or_path, (os.PathLike,)) or str(name_or_path).endswith(("/", os.sep)):
         raise SavedModelError(f"{p} is not a model folder")
-    elif str(name_or_path) in zio.NAMED_MODELS:
-        import importlib
-
-        return importlib.import_module(zio.NAMED_MODELS[str(name_or_path)]).load_named(str(name_or_path), **kwargs)
     else:
-        model = ZooModel(get_entry(str(name_or_path)), input_size, weights, precision=precision)
+        try:
+            entry = get_entry(str(name_or_path))
+        except UnknownModelError as exc:
+            named = named_model(str(name_or_path))
+            if named is not None:
+                return named(**kwargs)
+            close = difflib.get_close_matches(str(name_or_path), named_models(), n=3, cutoff=0.6)
+            if close:
+                raise UnknownModelError(f"unknown model {str(name_or_path)!r}. Did you mean: {', '.join(close)}? "
+                                        "(a named model, not a registry backbone)") from None
+            raise exc from None
+        model = ZooModel(entry, input_size, weights, precision=precision)
     if runtime != "tensorflow":
         from zoo.runtimes import compile_model
 
         model = compile_model(model, runtime)
     return model
 
-
-zio.register_kind("backbone", open_folder(ZooModel))

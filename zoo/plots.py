@@ -17,13 +17,16 @@ def training_curves(history: dict, path, title: str = "", metric: str = "accurac
     for ax, metric in zip(axes, ("loss", metric)):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             if history.get(key):
-                ax.plot(epochs[: len(history[key])], history[key], style, label=key)
+                x = history.get(f"{key}_epochs")  # a score measured every few epochs only
+                x = x if x and len(x) == len(history[key]) else epochs[: len(history[key])]
+                ax.plot(x, history[key], style, label=key)
         for b in history.get("phase_starts", [])[1:]:
             ax.axvline(b + 0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -165,7 +165,7 @@ class RuntimeModel:
         return batch
 
     def _run(self, output: str, images, batch_size, progress, value_range, flip_tta=False):
-        from zoo.model import Embedded, Progress, check_batch_size
+        from zoo.inference import Embedded, Progress, check_batch_size
 
         check_batch_size(batch_size)
         if output not in self.metadata["outputs"]:
@@ -211,9 +211,12 @@ class RuntimeModel:
 
     def classify(self, images, top_k: int = 5, batch_size: int | None = None, return_sources: bool = False,
                  **kwargs):
-        from zoo.model import ZooModel
+        from zoo.labels import check_top_k, top_classes
 
-        return ZooModel.classify(self, images, top_k, batch_size, return_sources, **kwargs)
+        check_top_k(top_k)
+        r = self.predict(images, batch_size, return_sources=True, **kwargs)
+        out = top_classes(r.outputs, self.labels, top_k)
+        return r._replace(outputs=out) if return_sources else out
 
     def run(self, images, batch_size: int | None = None, value_range: str = "auto") -> dict:
         """Every output of the graph (e.g. a few-shot head's probabilities, confidence, unknown)."""
@@ -293,7 +296,7 @@ def open_export(path, runtime: str | None = None, batch_size: int = BATCH_SIZE, 
 
 # ---- the default for bulk jobs (index building, few-shot, verification pairs) ----------------
 AUTO_MIN_IMAGES = 200  # below this the one-off conversion (about 4 s for Lite0 here) outweighs the gain
-_bulk_cache: "weakref.WeakKeyDictionary" = None  # model -> its compiled RuntimeModel, per process
+_bulk_cache = None  # model -> its compiled RuntimeModel, per process
 
 
 def has_gpu() -> bool:
@@ -319,10 +322,8 @@ def bulk_model(model, runtime: str = "auto", n_images: int | None = None):
     disk). A model that does not convert stays on TensorFlow, with a warning."""
     import weakref
 
-    from zoo.model import ZooModel
-
     global _bulk_cache
-    if model is None or isinstance(model, RuntimeModel) or not isinstance(model, ZooModel):
+    if model is None or isinstance(model, RuntimeModel) or getattr(model, "kind", None) != "backbone":
         return model
     chosen = bulk_runtime(runtime, n_images)
     if chosen == "tensorflow":

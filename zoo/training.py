@@ -1,15 +1,22 @@
-"""Fine-tuning: a new head on frozen features, then unfreeze and train on, BatchNorm frozen.
+"""The one trainer: every kind that trains a backbone goes through :func:`train`.
 
-``finetune`` is a short composition of named steps (fastai's ``fine_tune``): adapt the data,
-copy the backbone under the strategy, fit the head on cached features (the frozen body runs
-once, not every epoch), unfreeze (all or the last N stages, BatchNorm in inference mode), fit
-with augmentation, AdamW and a cosine schedule with warm-up, keep the better phase on
-validation, write plots. The steps other than the head-on-features one are generic
-(:func:`unfreeze_backbone`, :func:`cosine_adamw`, :func:`fit_callbacks`, :class:`Snapshot`,
-:func:`keep_better`) and serve any trainer built on a zoo backbone.
+A short composition of named steps (fastai's ``fine_tune``): adapt the data, copy the backbone
+(the caller's model never changes) under the strategy and precision, fit the head with the
+backbone frozen (on cached pooled features where the head allows it: the frozen body runs once,
+not every epoch), unfreeze (all or the last N stages, BatchNorm in inference mode), fit with
+augmentation, AdamW and a cosine schedule with warm-up, keep the better phase on validation,
+record the same result for every kind, write the curves.
+
+The argument names mean the same for every kind (:class:`TrainConfig`): ``head_epochs`` and
+``head_lr`` with the backbone frozen, ``epochs`` and ``lr`` with it unfrozen. A kind supplies only
+what is its own, as a :class:`TrainingSpec` (``Task.training``): its options and defaults, data
+preparation, loss, metrics and the monitor, target encoding and augmentation that moves boxes
+and masks with the pixels (its ``dataset``), validation callbacks and pictures. What was kept is
+``task.training_config["kept"]``: "head" or "finetuned".
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -22,38 +29,101 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import data as zdata
-from zoo import plots
-from zoo.augment import build_augmentation
+from zoo import inference, plots
 from zoo.compat import multi_worker_fit_fix
-from zoo.errors import DataError
-from zoo.model import PRECISIONS, Progress, ZooModel, dtype_policy
-from zoo.tasks.classifier import FineTunedClassifier
+from zoo.errors import DataError, RecipeError
+from zoo.model import PRECISIONS, dtype_policy
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class FinetuneConfig:
+class TrainConfig:
+    """What every kind's training takes (a kind's spec changes the defaults, not the meaning)."""
+
     epochs: int = 3                  # epochs with the backbone unfrozen (0: head only)
-    head_epochs: int = 10            # epochs of the head on cached frozen features
+    head_epochs: int = 10            # epochs with the backbone frozen (only the head trains)
     batch_size: int = 64
-    head_lr: float = 3e-3
-    lr: float = 5e-4                 # peak learning rate once unfrozen
+    head_lr: float = 3e-3            # peak learning rate, backbone frozen
+    lr: float = 5e-4                 # peak learning rate, backbone unfrozen
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    label_smoothing: float = 0.1
+    clipnorm: float | None = None    # global gradient-norm clipping
     unfreeze: str | int = "all"      # "all" or the number of last stages (pyramid levels) to train
-    augment: object = "light"
-    dropout: float = 0.2
-    patience: int = 3
-    val_fraction: float = 0.1
+    freeze_bn: bool = True           # BatchNorm in inference mode when unfrozen (Keras guide)
+    augment: object = "light"        # the kind's augmentation preset (or its settings)
+    patience: int | None = 3         # early stopping on the monitor (None: run every epoch)
+    val_fraction: float = 0.1        # held out of train when no val is given
+    input_size: int | None = None    # default: the backbone's (a kind may choose from the data)
     precision: str = "auto"          # "auto" | "float32" | "mixed_float16" | "mixed_bfloat16"
     seed: int = 0
     verbose: int | None = None
-    freeze_bn: bool = True           # BatchNorm in inference mode when unfrozen (Keras guide)
     run_eagerly: bool = False        # debug / one-step smoke runs: skips graph tracing
     backup_dir: str | None = None    # BackupAndRestore for the unfrozen phase: a killed job resumes its epoch
+
+
+class TrainingSpec:
+    """What a kind supplies to :func:`train`; every hook has the kind's data and settings.
+
+    Subclasses set ``defaults`` (TrainConfig fields), ``options`` (a dataclass of the kind's own
+    settings), ``monitor``/``mode`` and ``cached_head``, and implement :meth:`prepare`,
+    :meth:`build`, :meth:`loss`, :meth:`dataset` (and :meth:`head_targets` for a cached head).
+    """
+
+    defaults: dict = {}
+    options: type | None = None
+    monitor = "val_loss"             # what validation picks the better epoch and phase by
+    mode = "min"
+    cached_head = False              # head phase on cached pooled features (heads on the embedding)
+    curve_metric = "accuracy"        # the second panel of curves.png
+
+    def read(self, text: str):
+        """Training data named on the command line (``zoo train KIND DATA``)."""
+        raise DataError(f"`zoo train` cannot read {text!r} for this kind: give a named demo dataset or use the "
+                        "kind's Python API")
+
+    def prepare(self, train, val, cfg: TrainConfig, opts, class_names=None):
+        """(train, val, class names, input size) in the kind's data types; val split off when None."""
+        raise NotImplementedError
+
+    def build(self, kind, backbone, class_names, cfg: TrainConfig, opts):
+        """The untrained task on ``backbone`` (already copied, at the training size)."""
+        raise NotImplementedError
+
+    def loss(self, task, cfg, opts):
+        raise NotImplementedError
+
+    def metrics(self, task, cfg, opts) -> list:
+        return []
+
+    def dataset(self, task, data, cfg, opts, training: bool) -> tf.data.Dataset:
+        """Batches of (pixels, targets[, sample weights]); repeating and augmented when ``training``."""
+        raise NotImplementedError
+
+    def steps(self, data, cfg) -> int:
+        return max(1, math.ceil(len(data) / cfg.batch_size))
+
+    def monitored(self, cfg, opts) -> bool:
+        """Whether every epoch reports the monitor (else no early stopping or best checkpoint)."""
+        return True
+
+    def callbacks(self, task, val, cfg, opts, epochs: int, first_epoch: int, history: dict, verbose) -> list:
+        """Callbacks that add validation scores to the epoch logs (e.g. COCO mAP)."""
+        return []
+
+    def head_targets(self, task, labels, opts) -> np.ndarray:
+        """For a cached head: what the head learns for these labels."""
+        raise NotImplementedError
+
+    def finish(self, task, train, val, cfg, opts):
+        """After both phases: what the kind settles on the trained network (e.g. thresholds)."""
+
+    def record(self, task, train, cfg, opts) -> dict:
+        """Extra facts for ``training_config`` (data sizes, chosen settings)."""
+        return {}
+
+    def reports(self, task, val, out_dir: Path, cfg, opts):
+        """Pictures beside curves.png (confusion matrix, overlays, predictions)."""
 
 
 class Throughput(keras.callbacks.Callback):
@@ -72,7 +142,155 @@ class Throughput(keras.callbacks.Callback):
             print(f"epoch {epoch + 1}: {self.n / dt:.1f} img/s, {dt:.0f}s", file=sys.stderr, flush=True)
 
 
-# ---- generic steps ---------------------------------------------------------------------------
+# ---- the trainer ----------------------------------------------------------------------------------
+def configure(spec: TrainingSpec, kwargs: dict):
+    """(TrainConfig, the kind's options) from keyword arguments; unknown names are an error."""
+    common = {f.name for f in dataclasses.fields(TrainConfig)}
+    own = {f.name for f in dataclasses.fields(spec.options)} if spec.options else set()
+    unknown = sorted(set(kwargs) - common - own)
+    if unknown:
+        raise RecipeError(f"unknown training settings {unknown}: every kind takes {sorted(common)}"
+                          + (f"; this one also {sorted(own)}" if own else ""))
+    cfg = TrainConfig(**{**spec.defaults, **{k: v for k, v in kwargs.items() if k in common}})
+    opts = spec.options(**{k: v for k, v in kwargs.items() if k in own}) if spec.options else None
+    return cfg, opts
+
+
+def train(kind, backbone, train, val=None, *, strategy: tf.distribute.Strategy | None = None, out_dir=None,
+          class_names=None, callbacks=None, **kwargs):
+    """Train a task of ``kind`` (a Task class with a ``training`` spec) on ``backbone``.
+
+    ``backbone``: a ZooModel or registry name (copied: never changed). ``val`` defaults to a
+    ``val_fraction`` of ``train``. Keyword arguments are :class:`TrainConfig`'s and the kind's
+    options. ``out_dir`` receives ``best.weights.h5``, ``curves.png`` and the kind's pictures.
+    ``callbacks``: Keras callbacks given to both phases' ``fit`` (e.g. live progress in the apps).
+    ``strategy``: any ``tf.distribute`` strategy, e.g. ``MultiWorkerMirroredStrategy()`` created
+    first thing in each worker with ``TF_CONFIG`` set: every worker calls ``train`` with the same
+    arguments; data are sharded by element and only the chief writes ``out_dir``.
+    """
+    spec = kind.training
+    if spec is None:
+        raise RecipeError(f"a {kind.kind} has no backbone to train")
+    cfg, opts = configure(spec, kwargs)
+    verbose = verbosity(cfg.verbose)
+    strategy = strategy or tf.distribute.get_strategy()
+    if not worker_role(strategy)[0]:  # under MultiWorkerMirroredStrategy only the chief writes out_dir
+        out_dir = None
+    train, val, names, size = spec.prepare(train, val, cfg, opts, class_names)
+    keras.utils.set_random_seed(cfg.seed)
+    policy = policy_for(cfg.precision)
+    t0 = time.perf_counter()
+    with strategy.scope(), dtype_policy(policy):
+        body = _backbone(backbone, size).copy(size, {v: k for k, v in PRECISIONS.items()}[policy])
+        task = spec.build(kind, body, names, cfg, opts)
+    history: dict = {"phase_starts": []}
+    before, kept = None, "head" if cfg.epochs <= 0 else "finetuned"
+    if cfg.head_epochs > 0:
+        history["phase_starts"].append(0)
+        if spec.cached_head:
+            h = fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose)
+            restored = False
+        else:
+            task.feature_network.trainable = False
+            h, restored = fit_phase(task, spec, train, val, cfg, opts, cfg.head_epochs, cfg.head_lr, strategy,
+                                    callbacks, verbose, out_dir, history, backup=False)
+            task.feature_network.trainable = True
+        extend_history(history, h)
+        before = phase_score(h.get(spec.monitor), spec.mode, restored)
+    if cfg.epochs > 0:
+        history["phase_starts"].append(len(history.get("loss", [])))
+        snapshot = Snapshot(task.keras_model) if before is not None else None
+        with strategy.scope():
+            unfreeze_backbone(task, cfg.unfreeze, cfg.freeze_bn)
+        h, _ = fit_phase(task, spec, train, val, cfg, opts, cfg.epochs, cfg.lr, strategy, callbacks, verbose,
+                         out_dir, history, backup=True)
+        extend_history(history, h)
+        kept = keep_better(before, h.get(spec.monitor, []), snapshot, out_dir, mode=spec.mode)
+    spec.finish(task, train, val, cfg, opts)
+    task.history = history
+    task.training_config = {**asdict(cfg), **(asdict(opts) if opts is not None else {}), "input_size": size,
+                            "kept": kept, "train_images": len(train), "seconds": round(time.perf_counter() - t0, 1),
+                            **spec.record(task, train, cfg, opts)}
+    if out_dir:
+        out = Path(out_dir)
+        plots.training_curves(history, out / "curves.png", f"{task.name} {task.kind}", metric=spec.curve_metric)
+        spec.reports(task, val, out, cfg, opts)
+    return task
+
+
+def _backbone(backbone, size):
+    from zoo.model import ZooModel, load
+
+    return backbone if isinstance(backbone, ZooModel) else load(backbone, input_size=size)
+
+
+def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks, verbose, out_dir, history,
+              backup: bool):
+    """One phase of ``fit`` on the kind's datasets; returns (Keras history, whether the best epoch's
+    weights were restored at its end)."""
+    steps = spec.steps(train, cfg)
+    tds = shard_by_data(spec.dataset(task, train, cfg, opts, training=True))
+    vds = shard_by_data(spec.dataset(task, val, cfg, opts, training=False)) if val is not None else None
+    with strategy.scope():
+        opt = cosine_adamw(lr, steps * epochs, cfg.weight_decay, cfg.warmup_fraction)
+        if cfg.clipnorm:
+            opt.global_clipnorm = cfg.clipnorm  # read when gradients are applied
+        task.keras_model.compile(opt, spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts),
+                                 jit_compile=use_xla(), run_eagerly=cfg.run_eagerly)
+    multi_worker_fit_fix(task.keras_model, strategy)
+    first = len(history.get("loss", []))
+    cbs = spec.callbacks(task, val, cfg, opts, epochs, first, history, verbose)
+    folder = backup_dir_for(cfg.backup_dir, strategy) if backup else None
+    if folder is not None:
+        cbs.insert(0, keras.callbacks.BackupAndRestore(str(folder)))
+    monitor = spec.monitor if val is not None and spec.monitored(cfg, opts) else None
+    cbs = fit_callbacks(monitor, cfg.patience, out_dir if worker_role(strategy)[0] else None,
+                        [*cbs, Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])], spec.mode)
+    h = task.keras_model.fit(tds, validation_data=vds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs,
+                             verbose=verbose, shuffle=False)  # the datasets shuffle themselves
+    return h.history, monitor is not None and cfg.patience is not None
+
+
+def fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose) -> dict:
+    """The head phase on cached pooled features: the frozen body runs once over train and val."""
+    feats = embed_labelled(task, train, cfg.batch_size, "cache features")
+    vfeats = embed_labelled(task, val, cfg.batch_size, "cache val features") if val is not None else None
+    with strategy.scope():
+        head_in = keras.Input((task.feature_dim,))
+        head_model = keras.Model(head_in, task.head(head_in))
+        head_model.compile(keras.optimizers.AdamW(cfg.head_lr, weight_decay=cfg.weight_decay),
+                           spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts), jit_compile=use_xla())
+    multi_worker_fit_fix(head_model, strategy)
+
+    def dataset(f, shuffle):  # tf.data: Keras 3 cannot distribute arrays under MultiWorkerMirroredStrategy
+        ds = tf.data.Dataset.from_tensor_slices((f[0], spec.head_targets(task, f[1], opts)))
+        if shuffle:
+            ds = ds.shuffle(len(f[0]), seed=cfg.seed, reshuffle_each_iteration=True)
+        return shard_by_data(ds.batch(256))
+
+    h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
+                       validation_data=dataset(vfeats, False) if vfeats else None, callbacks=list(callbacks or []),
+                       shuffle=False)
+    return h.history
+
+
+def embed_labelled(task, data, batch_size: int, what: str):
+    """(pooled embeddings, labels) of a labelled collection through the frozen body, un-augmented."""
+    b = task.backbone
+    fn = b._fn("embed", b.embedding_model)
+    r = inference.run(fn, inference.labelled(data, b.input_size, batch_size * 2), what=what)
+    return r.outputs
+
+
+def phase_score(values, mode: str, restored: bool):
+    """The validation score of the weights a phase ends with: its best epoch's when early stopping
+    restored it, else its last epoch's."""
+    if not values:
+        return None
+    return (max(values) if mode == "max" else min(values)) if restored else values[-1]
+
+
+# ---- generic steps --------------------------------------------------------------------------------
 def worker_role(strategy) -> tuple[bool, int]:
     """(is_chief, task id) under ``strategy``; (True, 0) for single-process strategies.
 
@@ -112,17 +330,7 @@ def policy_for(precision: str) -> str:
     return PRECISIONS.get(precision, precision)
 
 
-def copy_backbone(model: ZooModel, policy: str) -> ZooModel:
-    """A copy of ``model``'s body to train: training never changes ``model``, and variables are
-    created under the current strategy scope and ``policy``."""
-    with dtype_policy(policy):
-        body = ZooModel(model.entry, model.input_size, weights=None,
-                        precision={v: k for k, v in PRECISIONS.items()}[policy])
-    body.feature_network.set_weights(model.feature_network.get_weights())
-    return body
-
-
-def unfreeze_backbone(model: ZooModel, unfreeze="all", freeze_bn: bool = True):
+def unfreeze_backbone(model, unfreeze="all", freeze_bn: bool = True):
     """Train all layers (or those after the last ``unfreeze`` pyramid stages); BatchNorm stays frozen."""
     net_layers = model.network.layers
     start = 0
@@ -134,6 +342,7 @@ def unfreeze_backbone(model: ZooModel, unfreeze="all", freeze_bn: bool = True):
             tensor = model.feature_network.output[cut]
             start = next(i for i, l in enumerate(net_layers) if l.output is tensor) + 1
     model.network.trainable = True
+    model.feature_network.trainable = True
     for i, layer in enumerate(net_layers):
         layer.trainable = i >= start and not (freeze_bn and isinstance(layer, keras.layers.BatchNormalization))
 
@@ -145,11 +354,13 @@ def cosine_adamw(lr: float, total_steps: int, weight_decay: float, warmup_fracti
     return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
 
 
-def fit_callbacks(monitor: str | None, patience: int, out_dir=None, extra=(), mode: str = "max"):
-    """Early stopping on ``monitor`` (best weights restored) and a best checkpoint in ``out_dir``."""
+def fit_callbacks(monitor: str | None, patience: int | None, out_dir=None, extra=(), mode: str = "max"):
+    """Early stopping on ``monitor`` (best weights restored; none when ``patience`` is None) and a
+    best checkpoint in ``out_dir``."""
     cbs = list(extra)
     if monitor:
-        cbs.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True, mode=mode))
+        if patience is not None:
+            cbs.append(keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True, mode=mode))
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             cbs.append(keras.callbacks.ModelCheckpoint(str(Path(out_dir) / "best.weights.h5"), monitor=monitor,
@@ -169,23 +380,28 @@ class Snapshot:
             v.assign(self.values[v.path])
 
 
-def keep_better(before: float | None, after: list, snapshot: Snapshot | None, out_dir=None, what="head") -> str:
+def keep_better(before: float | None, after: list, snapshot: Snapshot | None, out_dir=None, what="head",
+                mode: str = "max") -> str:
     """Restore ``snapshot`` when no epoch of the later phase beat ``before`` on validation.
 
     Returns the phase kept ("finetuned" or ``what``); the checkpoint in ``out_dir`` is
     rewritten to hold the model returned.
     """
-    if snapshot is None or before is None or not after or max(after) >= before:
+    if snapshot is None or before is None or not after:
+        return "finetuned"
+    best = max(after) if mode == "max" else min(after)
+    if (best >= before) if mode == "max" else (best <= before):
         return "finetuned"
     snapshot.restore()
     if out_dir:
         save_weights_atomic(snapshot.model, Path(out_dir) / "best.weights.h5")
-    log.warning("unfreezing did not beat the %s alone on validation (%.4f < %.4f): kept the %s-only model; "
-                "try a lower lr or more epochs", what, max(after), before, what)
+    log.warning("unfreezing did not beat the %s alone on validation (%.4f vs %.4f): kept the %s-only model; "
+                "try a lower lr or more epochs", what, best, before, what)
     return what
 
 
 def save_weights_atomic(model: keras.Model, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{os.getpid()}-{path.name}")  # keeps the .weights.h5 suffix Keras needs
     try:
         model.save_weights(tmp)
@@ -208,137 +424,16 @@ def verbosity(verbose: int | None) -> int:
     return verbose if verbose is not None else (1 if sys.stderr.isatty() else 2)
 
 
-# ---- the classifier's steps ------------------------------------------------------------------
-def prepare_data(train, val, cfg: FinetuneConfig, class_names=None):
-    """(train, val) as labelled collections; val defaults to a stratified, seeded hold-out."""
-    train = zdata.as_labeled(train, class_names)
-    if val is None and isinstance(train, zdata.LabeledImages) and cfg.val_fraction > 0:
-        train, val = train.split(cfg.val_fraction, seed=cfg.seed)
-    val = zdata.as_labeled(val, train.class_names) if val is not None else None
-    if val is not None and val.class_names != train.class_names:
-        raise DataError("train and validation data have different class names")
-    if len(train) == 0:
-        raise DataError("no training images")
-    return train, val
+def holdout(train, val, fraction: float, seed: int):
+    """(train, val): ``val`` as given, or ``fraction`` of ``train`` held out (its ``split``)."""
+    if val is not None or fraction <= 0:
+        return train, val
+    if not hasattr(train, "split"):
+        raise DataError("pass val= (no way to hold out part of this training data)")
+    return train.split(fraction, seed=seed)
 
 
-def embed_labeled(model: ZooModel, d, batch_size: int, what: str):
-    """(embeddings, labels) of a labelled collection through the frozen body, un-augmented."""
-    fn = model._fn("embed", model.embedding_model)
-    xs, ys = [], []
-    bar = Progress(len(d), what)
-    for x, y in d.batches(model.input_size, batch_size * 2):
-        xs.append(fn(x).numpy())
-        ys.append(y.numpy())
-        bar.update(len(ys[-1]))
-    bar.close()
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def fit_head(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, strategy, callbacks, verbose):
-    """Phase 1: the head on cached embeddings. Returns (Keras history, last val accuracy)."""
-    feats = embed_labeled(clf, train, cfg.batch_size, "cache features")
-    vfeats = embed_labeled(clf, val, cfg.batch_size, "cache val features") if val is not None else None
-    n = len(train.class_names)
-    with strategy.scope():
-        head_in = keras.Input((clf.feature_dim,))
-        head_model = keras.Model(head_in, clf.head(head_in))
-        head_model.compile(keras.optimizers.AdamW(cfg.head_lr, weight_decay=cfg.weight_decay),
-                           keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                           metrics=["accuracy"], jit_compile=use_xla())
-    multi_worker_fit_fix(head_model, strategy)
-    # tf.data rather than arrays: Keras 3 cannot distribute arrays under MultiWorkerMirroredStrategy
-    def dataset(f, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices((f[0], keras.utils.to_categorical(f[1], n)))
-        if shuffle:
-            ds = ds.shuffle(len(f[0]), seed=cfg.seed, reshuffle_each_iteration=True)
-        return shard_by_data(ds.batch(256))
-
-    h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose, shuffle=False,
-                       validation_data=dataset(vfeats, False) if vfeats else None, callbacks=list(callbacks or []))
-    head_val = h.history.get("val_accuracy", [None])[-1]
-    log.info("head: val accuracy %s", head_val)
-    return h.history, head_val
-
-
-def fit_unfrozen(clf: FineTunedClassifier, train, val, cfg: FinetuneConfig, strategy, callbacks, verbose, out_dir):
-    """Phase 2: the whole network (or its last stages) with augmentation. Returns the Keras history.
-
-    With ``cfg.backup_dir`` a ``BackupAndRestore`` callback saves weights, optimizer and epoch at
-    each epoch's end; a job killed and started again with the same arguments resumes from the
-    last finished epoch (the cached-feature head phase before it is simply run again)."""
-    n = len(train.class_names)
-    steps = max(1, math.ceil(len(train) / cfg.batch_size))
-    augment = build_augmentation(cfg.augment, cfg.seed)
-    onehot = lambda x, y: (x, tf.one_hot(y, n))  # noqa: E731
-    tds = shard_by_data(train.batches(clf.input_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
-                                      repeat=True).map(onehot))
-    vds = shard_by_data(val.batches(clf.input_size, cfg.batch_size).map(onehot)) if val is not None else None
-    with strategy.scope():
-        unfreeze_backbone(clf, cfg.unfreeze, cfg.freeze_bn)
-        clf.classifier_model.compile(
-            cosine_adamw(cfg.lr, steps * cfg.epochs, cfg.weight_decay, cfg.warmup_fraction),
-            keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing), metrics=["accuracy"],
-            jit_compile=use_xla(), run_eagerly=cfg.run_eagerly)
-    multi_worker_fit_fix(clf.classifier_model, strategy)
-    backup = backup_dir_for(cfg.backup_dir, strategy)
-    first = [keras.callbacks.BackupAndRestore(str(backup))] if backup is not None else []
-    cbs = fit_callbacks("val_accuracy" if vds is not None else None, cfg.patience,
-                        out_dir if worker_role(strategy)[0] else None,
-                        [*first, Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])])
-    h = clf.classifier_model.fit(tds, validation_data=vds, epochs=cfg.epochs, steps_per_epoch=steps,
-                                 callbacks=cbs, verbose=verbose, shuffle=False)  # the dataset shuffles
-    return h.history
-
-
-def write_reports(clf: FineTunedClassifier, val, cfg: FinetuneConfig, out_dir):
-    """``curves.png`` and ``confusion_val.png`` in ``out_dir``."""
-    plots.training_curves(clf.history, Path(out_dir) / "curves.png", f"{clf.name} fine-tuning")
-    if val is not None:
-        clf.evaluate(val, cfg.batch_size, plot=Path(out_dir) / "confusion_val.png")
-
-
-def finetune(model: ZooModel, train, val=None, *, strategy: tf.distribute.Strategy | None = None,
-             out_dir=None, class_names=None, callbacks=None, **kwargs) -> FineTunedClassifier:
-    """Fine-tune ``model`` on labelled ``train`` data; returns a :class:`FineTunedClassifier`.
-
-    ``val`` defaults to a stratified ``val_fraction`` of ``train``. Keyword arguments are
-    the fields of :class:`FinetuneConfig`. ``out_dir`` receives the best checkpoint,
-    ``curves.png`` and ``confusion_val.png``. ``callbacks``: Keras callbacks given to both phases'
-    ``fit`` (the head on cached features, then the unfrozen network; each phase begins with
-    ``on_train_begin``), e.g. for live progress in the apps. Which phase was kept is in
-    ``clf.training_config["kept"]`` and the saved folder's config.
-
-    ``strategy``: e.g. ``tf.distribute.MultiWorkerMirroredStrategy()`` (created first thing in
-    each worker, with ``TF_CONFIG`` set): every worker calls ``finetune`` with the same
-    arguments and seed; the data are sharded by element, and only the chief writes ``out_dir``
-    (see tests/test_distributed.py and docs/scale.md).
-    """
-    cfg = FinetuneConfig(**kwargs)
-    verbose = verbosity(cfg.verbose)
-    strategy = strategy or tf.distribute.get_strategy()
-    chief = worker_role(strategy)[0]
-    if not chief:  # under MultiWorkerMirroredStrategy only the chief writes out_dir
-        out_dir = None
-    train, val = prepare_data(train, val, cfg, class_names)
-    keras.utils.set_random_seed(cfg.seed)
-    policy = policy_for(cfg.precision)
-    with strategy.scope(), dtype_policy(policy):
-        clf = FineTunedClassifier(copy_backbone(model, policy), train.class_names, cfg.dropout)
-    history: dict = {"phase_starts": []}
-    head_val, kept = None, "head" if cfg.epochs <= 0 else "finetuned"
-    if cfg.head_epochs > 0:
-        history["phase_starts"].append(0)
-        h, head_val = fit_head(clf, train, val, cfg, strategy, callbacks, verbose)
-        extend_history(history, h)
-    if cfg.epochs > 0:
-        history["phase_starts"].append(len(history.get("loss", [])))
-        snapshot = Snapshot(clf.classifier_model) if head_val is not None else None
-        h = fit_unfrozen(clf, train, val, cfg, strategy, callbacks, verbose, out_dir)
-        extend_history(history, h)
-        kept = keep_better(head_val, h.get("val_accuracy", []), snapshot, out_dir)
-    clf.history = history
-    clf.training_config = {**asdict(cfg), "kept": kept}
-    if out_dir:
-        write_reports(clf, val, cfg, out_dir)
-    return clf
+__all__ = ["TrainConfig", "TrainingSpec", "train", "configure", "fit_phase", "fit_cached_head", "embed_labelled",
+           "unfreeze_backbone", "cosine_adamw", "fit_callbacks", "Snapshot", "keep_better", "extend_history",
+           "use_xla", "verbosity", "policy_for", "worker_role", "backup_dir_for", "shard_by_data", "holdout",
+           "Throughput"]

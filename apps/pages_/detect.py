@@ -1,4 +1,6 @@
 """Detect: boxes, labels and scores from the demo scene detector or MTCNN faces (recipes.detection)."""
+PAGE = dict(kind="detector", section="Training", title="Detect", icon=":material/center_focus_strong:", url="detect",
+            about="boxes with labels and scores from the demo detector or MTCNN faces")  # read by apps/Home.py (not executed there)
 import os
 from pathlib import Path
 
@@ -23,9 +25,9 @@ def _detector(folder: str, stamp: float):
 
 @st.cache_resource(show_spinner=False)
 def _faces():
-    from zoo.tasks.detector import load_named
+    import zoo
 
-    return load_named("mtcnn_faces")
+    return zoo.load("mtcnn_faces")
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -1,4 +1,6 @@
 """Few-shot: a k-NN classifier (recipes.fewshot) from a few examples per class."""
+PAGE = dict(kind="fewshot", section="Pretrained models", title="Few-shot", icon=":material/style:", url="fewshot",
+            about="a classifier from a few examples per class, showing the support examples that decided each answer")  # read by apps/Home.py (not executed there)
 import numpy as np
 import pandas as pd
 import streamlit as st

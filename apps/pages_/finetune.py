@@ -1,4 +1,6 @@
 """Fine-tune: a short run of zoo's fine-tuning recipe with live progress, evaluation and a download."""
+PAGE = dict(kind="classifier", section="Training", title="Fine-tune", icon=":material/model_training:", url="finetune",
+            about="a short fine-tune with live progress and curves, evaluation, and the model folder as a zip")  # read by apps/Home.py (not executed there)
 import inspect
 import time
 from pathlib import Path
@@ -20,9 +22,9 @@ FMNIST, FOLDER = "Fashion-MNIST (bundled)", "A folder of class subfolders"
 
 
 def finetune_accepts_callbacks() -> bool:
-    from zoo.training import finetune
+    from zoo.training import train
 
-    params = inspect.signature(finetune).parameters
+    params = inspect.signature(train).parameters
     return "callbacks" in params
 
 
@@ -45,7 +47,7 @@ def run(name, train, test, size, head_epochs, epochs, batch_size, lr):
     if finetune_accepts_callbacks():
         kwargs["callbacks"] = [cb]
     else:
-        st.caption("This version of zoo.training.finetune takes no callbacks: the curves are drawn "
+        st.caption("This version of zoo.training.train takes no callbacks: the curves are drawn "
                    "when training ends.")
     t0 = time.perf_counter()
     clf = m.finetune(train, **kwargs)

@@ -1,5 +1,7 @@
 """Image-text: zero-shot from typed class names (ConSE baseline and a trained LiT model side by side),
 text search over the bundled Fashion-MNIST images, and the SimCLR linear-probe curve."""
+PAGE = dict(kind="image_text", section="Pretrained models", title="Image-text", icon=":material/translate:", url="image_text",
+            about="zero-shot probabilities over class names you type; text-to-image search")  # read by apps/Home.py (not executed there)
 import json
 import os
 from pathlib import Path

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from apps import ui
-from apps.Home import PAGES
+from apps.Home import PAGES, target
 
 st.title("zoo: pretrained Keras backbones for transfer learning")
 st.markdown(
@@ -15,7 +15,7 @@ for page in PAGES:
     if page.about:
         c1, c2 = st.columns([1, 3])
         with c1:
-            st.page_link(f"pages_/{page.script}.py", label=page.title, icon=page.icon)
+            st.page_link(target(page), label=page.title, icon=page.icon)
         c2.markdown(page.about)
 
 st.subheader("This machine")

@@ -1,4 +1,6 @@
 """Segment: per-pixel classes of a demo scene or an uploaded photo, with a legend and class areas."""
+PAGE = dict(kind="segmenter", section="Training", title="Segment", icon=":material/category:", url="segment",
+            about="per-pixel classes as an overlay with a legend and per-class areas")  # read by apps/Home.py (not executed there)
 from pathlib import Path
 
 import numpy as np

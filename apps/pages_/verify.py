@@ -1,4 +1,6 @@
 """Verify: are two images of the same thing? (recipes.verification)"""
+PAGE = dict(kind="verifier", section="Pretrained models", title="Verify", icon=":material/compare:", url="verify",
+            about="are two images of the same thing? cosine score, calibrated threshold, decision (optional face crops)")  # read by apps/Home.py (not executed there)
 import streamlit as st
 
 from apps import resources as res

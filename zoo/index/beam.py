@@ -43,13 +43,7 @@ import time
 from pathlib import Path
 
 from zoo.extras import require
-from zoo.index.build import (
-    embed_shard,
-    prepare_work,
-    read_shards,
-    shard_path,
-    write_shard,
-)
+from zoo.index.shards import embed_shard, prepare_work, read_shards, shard_path, write_shard
 from zoo.index.errors import IndexConfigError, ModelMismatchError, ZooIndexError
 
 beam = require("apache_beam", "engine='beam'")

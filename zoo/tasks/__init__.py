@@ -1,4 +1,3 @@
-"""What a saved folder can hold, each on the same backbone interface (pooled embedding and
-P2..P5 pyramid): a classifier, a few-shot head, a verifier. Each module registers its kind
-with :func:`zoo.io.register_kind`, so ``zoo.load(folder)`` opens it; trainers and demo data
-live in ``recipes``."""
+"""One subpackage per kind of model (``zoo/tasks/<kind>/``: model, data types and readers, training
+spec, CLI), each registered where it is defined (:mod:`zoo.kinds`), and what they share:
+:mod:`zoo.tasks.base` (the ``Task`` every kind is) and :mod:`zoo.tasks.common` (embedding helpers)."""

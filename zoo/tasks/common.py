@@ -1,4 +1,5 @@
-"""Pieces the task models share: model resolution, embedding, the backbone record they save."""
+"""Pieces the embedding tasks share (few-shot, verifier, image-text): model resolution, embedding,
+re-loading the backbone a folder records."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,9 @@ def load_recorded_model(rec: dict | None, model=None, what: str = "this recipe")
         return model
     if rec is None:
         return None
+    name = f"{rec['name']}.{rec['tag']}" if rec.get("tag") else rec["name"]
     m = _zoo_load(rec["source"]) if rec.get("source") and Path(rec["source"]).is_dir() \
-        else _zoo_load(rec["name"], input_size=rec["input_size"])
+        else _zoo_load(name, input_size=rec["input_size"])
     if m.fingerprint() != rec["fingerprint"]:
         raise SavedRecipeError(f"the model loaded now ({m.fingerprint()}) differs from the one this was fitted "
                                f"with ({rec['fingerprint']}): pass that model to load(..., model=...) or refit")

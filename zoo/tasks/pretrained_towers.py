@@ -415,7 +415,7 @@ def _register(cls):
     """Open saved folders of this kind with zoo.load: through the task layout's registry when there is one
     (``zoo.tasks.register_kind``), else zoo.io's table of loaders."""
     try:
-        from zoo.tasks import register_kind
+        from zoo.kinds import register_kind
     except ImportError:
         zio.register_kind(KIND, _load, module=__name__)
         return cls

@@ -1,7 +1,7 @@
 """Image-text dual encoders: a zoo image tower and the text tower in one embedding space.
 
 - :class:`ImageTextModel`: projections trained on image-caption pairs (LiT, "locked image tuning",
-  Zhai et al. 2022; trained by ``recipes.image_text.train``).
+  Zhai et al. 2022; trained by ``zoo.tasks.image_text.train``).
 - :class:`ConSE`: zero-shot with no image-text training at all (Norouzi et al. 2014): the ImageNet
   classifier's top-T probabilities weight the text embeddings of those ImageNet class names.
 
@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from zoo import io as zio
-from zoo.errors import DataError, InputShapeError, SavedModelError
-from zoo.model import Embedded, ZooModel, entry_of
+from zoo.errors import DataError, InputShapeError, RecipeError, SavedModelError
+from zoo.inference import Embedded
+from zoo.model import ZooModel, entry_of
+from zoo.kinds import register_kind
+from zoo.tasks.base import Task
 from zoo.text import TextTower, check_texts, load_text_tower, text_spec
 
 KIND = "image_text"
@@ -77,7 +80,7 @@ def _pairs_parts(pairs):
     if isinstance(pairs, (tuple, list)) and len(pairs) in (2, 3):
         return pairs[0], list(pairs[1]), (pairs[2] if len(pairs) == 3 else None)
     raise DataError("pairs must be (images, captions[, labels]) or an object with .images and .captions "
-                    "(recipes.image_text.read_pairs)")
+                    "(zoo.tasks.image_text.read_pairs)")
 
 
 def _rows_of(sources, images) -> np.ndarray:
@@ -116,34 +119,26 @@ def retrieval_metrics(img: np.ndarray, txt: np.ndarray, cap_ids: np.ndarray, ks=
     return out
 
 
-class DualEncoder:
-    """What ConSE and trained image-text models share: text side, zero-shot, evaluation, index use."""
+@register_kind(KIND)
+class DualEncoder(Task):
+    """What ConSE and trained image-text models share: text side, zero-shot, evaluation, index use.
+    The task's backbone is the image tower."""
 
-    kind = KIND
     method = "dual"
 
     def __init__(self, image_tower: ZooModel, text_tower: TextTower, templates=DEFAULT_TEMPLATES):
-        self.image_tower = image_tower
+        super().__init__(image_tower)
         self.text_tower = text_tower
         self.templates = list(templates)
-        self.weights_source = None  # the folder it was loaded from / saved to (zoo.index records it)
+
+    @property
+    def image_tower(self) -> ZooModel:
+        return self.backbone
 
     # ---- identity -------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return f"{self.method}:{self.image_tower.entry.full_name}+{self.text_tower.spec.name}"
-
-    @property
-    def input_size(self) -> int:
-        return self.image_tower.input_size
-
-    @property
-    def preprocessing(self):
-        return self.image_tower.preprocessing
-
-    @property
-    def entry(self):
-        return self.image_tower.entry
 
     def _head_digest(self) -> str:
         return ""
@@ -156,6 +151,10 @@ class DualEncoder:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name} {self.input_size}px dim={self.feature_dim}>"
+
+    @property
+    def feature_dim(self) -> int:
+        raise NotImplementedError
 
     # ---- encoders -------------------------------------------------------------------------
     def _image_outputs(self, images, batch_size, progress, value_range) -> Embedded:
@@ -259,6 +258,36 @@ class DualEncoder:
         return {"base_model": t.entry.name, "tag": t.entry.tag, "input_size": t.input_size,
                 "preprocessing": t.preprocessing.to_dict()}
 
+    @classmethod
+    def from_config(cls, backbone, cfg, arrays, class_names, path=None, text_weights=None, **_):
+        method = cfg.get("method")
+        if method == "conse":
+            return ConSE(backbone, _text_tower_of(cfg, path, text_weights), top_t=int(cfg.get("top_t", 10)),
+                         scale=float(cfg.get("scale", 50.0)), templates=cfg.get("templates") or ("{}",))
+        if method == "lit":
+            heads = cfg["heads"]
+            m = ImageTextModel(backbone, _text_tower_of(cfg, path, text_weights),
+                               Head.from_arrays(arrays, "image", heads["image"]),
+                               Head.from_arrays(arrays, "text", heads["text"]),
+                               logit_scale=cfg["logit_scale"], logit_bias=cfg.get("logit_bias"),
+                               loss=cfg.get("loss", "clip"), templates=cfg.get("templates") or DEFAULT_TEMPLATES,
+                               text_trained=bool(cfg["text"].get("trained")),
+                               image_trained=bool(cfg.get("image_trained")))
+            m.seen_text = arrays.get("seen_text")
+            m.calibration = float(cfg.get("calibration") or 0.0)
+            return m
+        raise SavedModelError(f"an image-text model of method {method!r}, which this zoo cannot open "
+                              "(known: lit, conse): upgrade zoo")
+
+    @classmethod
+    def load(cls, path, config=None, model=None, text_weights=None, **kwargs):
+        """Open a saved image-text folder (``text_weights``: the text tower's folder, if not found)."""
+        return super().load(path, config, model=model, text_weights=text_weights, **kwargs)
+
+    @classmethod
+    def load_legacy(cls, path, cfg, model=None, text_weights=None, **_):
+        return _load_v2(path, cfg, text_weights)
+
 
 class ImageTextModel(DualEncoder):
     """A zoo image tower and the text tower with trained projection heads (CLIP/SigLIP-style)."""
@@ -351,28 +380,25 @@ class ImageTextModel(DualEncoder):
     def _project_text(self, t):
         return self.text_head(t)
 
-    def save(self, path) -> Path:
-        """A folder: config.json, the image tower's weights, the heads (and the text tower's weights
-        when it was trained; otherwise its files' SHA-256 are recorded and checked on load)."""
+    stores_backbone = True  # the image tower's weights go with the heads (trained in mode="full")
+
+    def get_config(self) -> dict:
+        text = self._text_config()
+        text["trained"] = bool(self.text_trained)
+        return {"method": self.method, "text": text,
+                "heads": {"image": [a for *_, a in self.image_head.layers], "text": [a for *_, a in self.text_head.layers]},
+                "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "loss": self.loss,
+                "templates": self.templates, "image_trained": self.image_trained,
+                "calibration": float(self.calibration)}
+
+    def get_arrays(self) -> dict:
         heads = {**self.image_head.arrays("image"), **self.text_head.arrays("text")}
         if self.seen_text is not None:
             heads["seen_text"] = np.asarray(self.seen_text, np.float32)
-        files = {IMAGE_WEIGHTS: self.image_tower.embedding_model.save_weights,
-                 HEADS: lambda p: _savez(p, heads)}
-        text = self._text_config()
-        if self.text_trained:
-            files[TEXT_WEIGHTS] = self.text_tower.backbone.save_weights
-            text["trained"] = True
-        config = {"method": self.method, "image": self._image_config(), "text": text,
-                  "heads": {"image": [a for *_, a in self.image_head.layers], "text": [a for *_, a in self.text_head.layers]},
-                  "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "loss": self.loss,
-                  "templates": self.templates, "image_trained": self.image_trained,
-                  "calibration": float(self.calibration),
-                  "history": {k: [float(v) for v in vs] for k, vs in self.history.items()},
-                  "training": self.training_config}
-        out = zio.write_folder(path, KIND, config, files)
-        self.weights_source = str(out)
-        return out
+        return heads
+
+    def extra_files(self) -> dict:
+        return {TEXT_WEIGHTS: self.text_tower.backbone.save_weights} if self.text_trained else {}
 
 
 class ConSE(DualEncoder):
@@ -424,15 +450,11 @@ class ConSE(DualEncoder):
     def _project_text(self, t):
         return t
 
-    def save(self, path) -> Path:
-        """A folder with config only: the image tower comes back from the registry (its weights digest is
-        checked), the text tower from its verified files."""
-        config = {"method": self.method, "image": self._image_config(),
-                  "image_weights": self.image_tower.weights_digest(), "text": self._text_config(),
-                  "top_t": self.top_t, "scale": self.scale, "templates": self.templates}
-        out = zio.write_folder(path, KIND, config, {})
-        self.weights_source = str(out)
-        return out
+    stores_backbone = False  # the registry's classifier, re-loaded and checked by fingerprint
+
+    def get_config(self) -> dict:
+        return {"method": self.method, "text": self._text_config(), "top_t": self.top_t, "scale": self.scale,
+                "templates": self.templates}
 
 
 def conse(image_model="efficientnet_lite0", text_model: str = "minilm", input_size: int | None = None,
@@ -449,7 +471,8 @@ def _savez(path, arrays: dict):
         np.savez(f, **arrays)
 
 
-def _text_tower_of(cfg: dict, path: Path, text_weights=None) -> TextTower:
+def _text_tower_of(cfg: dict, path, text_weights=None) -> TextTower:
+    path = Path(path)
     zio.require(cfg, path, text=dict)
     t = cfg["text"]
     name = t.get("name", "minilm")
@@ -465,8 +488,8 @@ def _text_tower_of(cfg: dict, path: Path, text_weights=None) -> TextTower:
     return tower
 
 
-def _load(path: Path, cfg: dict, text_weights=None, **_):
-    """zoo.load's loader for image_text folders (``text_weights``: the text tower's folder, if not found)."""
+def _load_v2(path: Path, cfg: dict, text_weights=None):
+    """Image-text folders of format v2 (before the task contract)."""
     zio.require(cfg, path, method=str, image=dict)
     method = cfg["method"]
     img = cfg["image"]
@@ -478,8 +501,7 @@ def _load(path: Path, cfg: dict, text_weights=None, **_):
         if cfg.get("image_weights") and tower.weights_digest() != cfg["image_weights"]:
             raise SavedModelError(f"{path} records image weights {cfg['image_weights']} but "
                                   f"{tower.entry.full_name} now has {tower.weights_digest()}: the weight file changed")
-        m = ConSE(tower, _text_tower_of(cfg, path, text_weights), top_t=int(cfg.get("top_t", 10)),
-                  scale=float(cfg.get("scale", 50.0)), templates=cfg.get("templates") or ("{}",))
+        m = DualEncoder.from_config(tower, cfg, {}, [], path=path, text_weights=text_weights)
     elif method == "lit":
         zio.require(cfg, path, heads=dict, logit_scale=(int, float))
         tower = ZooModel(entry_of(img, path), img["input_size"], weights=None)
@@ -487,15 +509,7 @@ def _load(path: Path, cfg: dict, text_weights=None, **_):
         tower.weights_source = str(path)
         with np.load(path / HEADS, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        heads = cfg["heads"]
-        m = ImageTextModel(tower, _text_tower_of(cfg, path, text_weights),
-                           Head.from_arrays(arrays, "image", heads["image"]),
-                           Head.from_arrays(arrays, "text", heads["text"]),
-                           logit_scale=cfg["logit_scale"], logit_bias=cfg.get("logit_bias"),
-                           loss=cfg.get("loss", "clip"), templates=cfg.get("templates") or DEFAULT_TEMPLATES,
-                           text_trained=bool(cfg["text"].get("trained")), image_trained=bool(cfg.get("image_trained")))
-        m.seen_text = arrays.get("seen_text")
-        m.calibration = float(cfg.get("calibration") or 0.0)
+        m = DualEncoder.from_config(tower, cfg, arrays, [], path=path, text_weights=text_weights)
         m.history = cfg.get("history") or {}
         m.training_config = cfg.get("training") or {}
     else:
@@ -505,4 +519,31 @@ def _load(path: Path, cfg: dict, text_weights=None, **_):
     return m
 
 
-zio.register_kind(KIND, _load, module=__name__)
+def search_text(index, model, text, k: int = 10):
+    """Search an index built with image-text ``model`` for images matching ``text`` (str or list).
+
+    Refused (``zoo.index.ModelMismatchError``) when the index was built by another model: its
+    fingerprint must name both of ``model``'s towers and heads."""
+    from zoo.index import ModelMismatchError
+
+    if not hasattr(model, "encode_text"):
+        raise ModelMismatchError(f"{getattr(model, 'name', model)!r} has no text tower: text search needs an "
+                                 "image-text model (zoo.tasks.image_text.train or conse)")
+    want = (index.model_info or {}).get("fingerprint") or {}
+    if "text_model" not in want:
+        raise ModelMismatchError(f"this index was built with {want.get('model', 'raw vectors')}, which has no text "
+                                 f"tower: rebuild it with the image-text model (zoo.index.build(..., model=clip))")
+    texts = [text] if isinstance(text, str) else list(text)
+    return index.search_embeddings(model.encode_text(texts), k, fingerprint=model.fingerprint())
+
+
+def zero_shot_files(images, class_names, model=None, templates=None):
+    """(sources, probs, skipped) for image files or arrays with a saved image-text model folder (``model``) or,
+    by default, the ConSE baseline from EfficientNet-Lite0."""
+    import zoo
+
+    m = zoo.load(model) if model is not None else conse("efficientnet_lite0")
+    if not hasattr(m, "zero_shot"):
+        raise RecipeError(f"{model} is not an image-text model folder (train one with zoo.tasks.image_text.train)")
+    r = m.zero_shot(images, class_names, templates, return_sources=True)
+    return r.sources, r.outputs, r.skipped

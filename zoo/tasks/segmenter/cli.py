@@ -1,7 +1,5 @@
-"""CLI plugin: ``zoo segment IMAGE... --model DIR [--draw OUT/]`` and ``zoo train-segmenter DATA --out DIR``.
-
-Wire it with ``zoo.cli.main(argv, plugins=[recipes.segmentation_cli.add_commands])``.
-"""
+"""``zoo segment IMAGE... --model DIR [--draw OUT/]`` and ``zoo train-segmenter DATA --out DIR``: the
+segmenter kind's commands (``zoo.cli`` adds every kind's ``add_commands``)."""
 from __future__ import annotations
 
 import sys
@@ -24,9 +22,9 @@ def add_commands(subparsers):
     p.set_defaults(func=_cmd_segment)
 
     t = subparsers.add_parser("train-segmenter", help="train a segmenter on image+mask folders or the demo scenes",
-                              description="DATA: 'scenes' (the offline demo scenes) or a folder with images/ and "
-                                          "masks/ (PNG label maps named like the images; 255 = ignore).")
-    t.add_argument("data", help="'scenes' or a folder holding images/ and masks/")
+                              description="DATA: a folder with images/ and masks/ (PNG label maps named like the "
+                                          "images; 255 = ignore) or a named demo set ('scenes').")
+    t.add_argument("data", help="a folder holding images/ and masks/, or 'scenes'")
     t.add_argument("--out", required=True, help="output folder: model/, curves.png, overlays.png")
     t.add_argument("--backbone", default="efficientnet_lite0")
     t.add_argument("--head", choices=["unet", "deeplabv3plus"], default="unet")
@@ -43,9 +41,9 @@ def _cmd_segment(a) -> int:
     from PIL import Image
 
     import zoo
-    from recipes.segmentation import class_areas, overlay, palette
     from zoo import images as zimages
-    from zoo.tasks.segmenter import Segmenter
+    from zoo.tasks.segmenter.draw import class_areas, overlay, palette
+    from zoo.tasks.segmenter.model import Segmenter
 
     out = output_dir(a.draw, "--draw") if a.draw else None
     files = image_inputs(a.images)
@@ -70,29 +68,22 @@ def _cmd_segment(a) -> int:
     return EXIT_ERROR if r.skipped else 0
 
 
-def _read_folder(folder: Path):
-    from recipes.segmentation import read_masks
-
-    if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
-        raise DataError(f"{folder} must hold images/ and masks/ (PNG label maps named like the images)")
-    return read_masks(folder / "images", folder / "masks")
-
-
 def _cmd_train(a) -> int:
-    from recipes import segmentation
+    from zoo.data import named_dataset, named_datasets
+    from zoo.tasks.segmenter.data import read_folder
+    from zoo.tasks.segmenter.model import Segmenter
 
     out = output_dir(a.out)
     kwargs = {k: v for k, v in (("epochs", a.epochs), ("head_epochs", a.head_epochs)) if v is not None}
-    if a.data == "scenes":
-        train = segmentation.scenes("train", n=a.scenes, size=a.input_size)
-        val = segmentation.scenes("val", size=a.input_size)
+    if a.data in named_datasets():
+        train, val = named_dataset(a.data, "segmenter", n_train=a.scenes, size=a.input_size)
     else:
-        train = _read_folder(Path(a.data))
-        val = _read_folder(Path(a.val)) if a.val else None
+        train = read_folder(Path(a.data))
+        val = read_folder(Path(a.val)) if a.val else None
         if val is None:
             train, val = train.split(0.1)
-    seg = segmentation.train(train, val, backbone=a.backbone, head=a.head, out_dir=out, input_size=a.input_size,
-                             **kwargs)
+    seg = Segmenter.train(train, val, backbone=a.backbone, head=a.head, out_dir=out, input_size=a.input_size,
+                          **kwargs)
     r = seg.evaluate(val, progress=False)
     folder = seg.save(out / "model")
     print(f"validation mIoU {r['mIoU']:.4f}, pixel accuracy {r['pixel_accuracy']:.4f} ({r['n']} images)")

@@ -14,8 +14,10 @@ import numpy as np
 
 import zoo.index as zindex
 from zoo import io as zio
-from zoo.errors import SavedRecipeError, NotCalibratedError, NotFittedError, RecipeError
-from zoo.tasks.common import embed, is_embeddings, labelled_folder, load_recorded_model, model_record, resolve_model
+from zoo.errors import NotCalibratedError, NotFittedError, RecipeError, SavedRecipeError
+from zoo.kinds import register_kind
+from zoo.tasks.base import Task
+from zoo.tasks.common import embed, is_embeddings, labelled_folder, load_recorded_model, resolve_model
 
 MODES = ("knn", "prototype")
 
@@ -42,7 +44,8 @@ def _embed_labelled(model, images, labels, batch_size=64):
     return e, labels
 
 
-class KNNClassifier:
+@register_kind("fewshot", aliases=("fewshot.KNNClassifier",))
+class KNNClassifier(Task):
     """k-NN / nearest-prototype classifier on a frozen model's embeddings.
 
     ``model``: registry name, saved-model folder, ZooModel, or None to take only precomputed
@@ -51,6 +54,9 @@ class KNNClassifier:
     (SimpleShot), "none", or a mean vector (e.g. of unlabelled images from the domain).
     ``power``: optional power transform ``sign(x)|x|**power`` before centring.
     """
+
+    stores_backbone = False  # the backbone is the registry's (or a saved folder's): recorded, not copied
+    load_error = SavedRecipeError
 
     def __init__(self, model="efficientnet_lite0", k: int = 5, metric: str = "cosine", mode: str = "knn",
                  center="support", power: float | None = None, unknown_threshold: float | None = None,
@@ -63,7 +69,7 @@ class KNNClassifier:
             raise RecipeError(f"k must be >= 1; got {k}")
         if not (isinstance(center, np.ndarray) or center in ("support", "none", None)):
             raise RecipeError("center must be 'support', 'none' or a mean vector")
-        self.model = resolve_model(model, input_size)
+        super().__init__(resolve_model(model, input_size))
         self.k, self.metric, self.mode, self.center, self.power = int(k), metric, mode, center, power
         self.unknown_threshold, self.unknown_label, self.temperature = unknown_threshold, unknown_label, temperature
         self.classes_ = None
@@ -203,45 +209,79 @@ class KNNClassifier:
         other = np.where(r.ids == self._y[:, None], -np.inf, other).max(1)
         return np.maximum(own_s, other)
 
-    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
-        """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
-        from zoo.export import export
+    @property
+    def class_names(self):
+        return [str(c) for c in self.classes_] if self.classes_ is not None else []
 
-        return export(self, out, format, quantize, calibration, **options)
+    @class_names.setter
+    def class_names(self, value):  # set by Task.__init__; the fitted classes are the truth
+        pass
+
+    def export_signature(self, input_dtype: str = "uint8"):
+        """``probabilities`` (N, classes), ``confidence`` (N,), ``unknown`` (N,) bool: the support set,
+        centring and unknown threshold are constants of the graph."""
+        import keras
+
+        from zoo.export import ExportError, Signature, _jsonable, backbone_trunk, export_layers, model_metadata
+        from zoo.export import pixel_input, without_head
+
+        if self.classes_ is None:
+            raise ExportError("the few-shot classifier is not fitted: call fit(support_images, labels) before export")
+        m = self.model
+        if m is None:
+            raise ExportError("this few-shot classifier has no model (it was fitted on embeddings): "
+                              "create it with model=... to export an image graph")
+        n_cls = len(self.classes_)
+        s = np.asarray(self._support, np.float32)
+        if self.mode == "prototype":
+            s = np.stack([s[self._y == c].mean(0) for c in range(n_cls)])
+            if self.metric == "cosine":
+                s /= np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
+            labels = np.arange(n_cls)
+        else:
+            labels = self._y
+        head = export_layers().FewShotHead(s, labels, n_cls, self.mean_, self.mode, self.metric, self.k_, self.power,
+                                           self.temperature, self.unknown_threshold, name="fewshot_head")
+        raw, x = pixel_input(m.input_size, input_dtype)
+        model = keras.Model(raw, head(backbone_trunk(without_head(m))(x)["embedding"]), name="fewshot_export")
+        meta = {**model_metadata(m, "fewshot"), "labels": [_jsonable(c) for c in self.classes_],
+                "unknown_threshold": self.unknown_threshold, "unknown_label": _jsonable(self.unknown_label),
+                "mode": self.mode, "metric": self.metric, "k": int(self.k_), "support_size": int(len(self._support))}
+        return Signature(model, meta)
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Folder: config.json (settings, classes, model fingerprint) + support.npy + labels.npy."""
+        """Folder: config.json (settings, classes, model record) + support.npy, labels.npy, mean.npy."""
         self._check_fitted()
-        labels = self.classes_.tolist()
-        cfg = {"k": self.k, "metric": self.metric, "mode": self.mode,
-               "center": self.center if isinstance(self.center, str) or self.center is None else "array",
-               "power": self.power, "unknown_threshold": self.unknown_threshold,
-               "unknown_label": self.unknown_label, "temperature": self.temperature,
-               "classes": labels, "model": model_record(self.model)}
-        return zio.write_folder(path, "fewshot", cfg, {
-            "support.npy": self._support_raw.astype(np.float32), "labels.npy": self._y.astype(np.int64),
-            "mean.npy": self.mean_.astype(np.float32)})
+        return super().save(path)
+
+    def get_config(self) -> dict:
+        return {"k": self.k, "metric": self.metric, "mode": self.mode,
+                "center": self.center if isinstance(self.center, str) or self.center is None else "array",
+                "power": self.power, "unknown_threshold": self.unknown_threshold,
+                "unknown_label": self.unknown_label, "temperature": self.temperature,
+                "classes": self.classes_.tolist()}
+
+    def get_arrays(self) -> dict:
+        if self.classes_ is None:
+            return {}
+        return {"support": self._support_raw.astype(np.float32), "labels": self._y.astype(np.int64),
+                "mean": self.mean_.astype(np.float32)}
 
     @classmethod
-    def load(cls, path, model=None) -> "KNNClassifier":
-        """Read a folder written by ``save``; the model is re-loaded (or ``model`` checked) by fingerprint."""
-        path = Path(path)
-        return cls._from_folder(path, zio.read_config(path, "fewshot", SavedRecipeError), model)
-
-    @classmethod
-    def _from_folder(cls, path: Path, cfg: dict, model=None) -> "KNNClassifier":
-        zio.require(cfg, path, k=int, metric=str, mode=str, classes=list)
-        mean = np.load(path / "mean.npy", allow_pickle=False)
-        model = load_recorded_model(cfg["model"], model, "this classifier")
-        center = mean if cfg["center"] == "array" else cfg["center"]
-        out = cls(model=model, k=cfg["k"], metric=cfg["metric"], mode=cfg["mode"], center=center,
+    def from_config(cls, backbone, cfg, arrays, class_names, **_):
+        center = arrays["mean"] if cfg["center"] == "array" else cfg["center"]
+        out = cls(model=backbone, k=cfg["k"], metric=cfg["metric"], mode=cfg["mode"], center=center,
                   power=cfg["power"], unknown_threshold=cfg["unknown_threshold"],
                   unknown_label=cfg["unknown_label"], temperature=cfg["temperature"])
-        classes = np.array(cfg["classes"])
-        out._fit_raw(np.load(path / "support.npy", allow_pickle=False),
-                     classes[np.load(path / "labels.npy", allow_pickle=False)])
+        out._fit_raw(arrays["support"], np.array(cfg["classes"])[arrays["labels"]])
         return out
 
+    @classmethod
+    def load_legacy(cls, path: Path, cfg: dict, model=None, **_) -> "KNNClassifier":
+        zio.require(cfg, path, k=int, metric=str, mode=str, classes=list)
+        arrays = {n: np.load(path / f"{n}.npy", allow_pickle=False) for n in ("support", "labels", "mean")}
+        backbone = load_recorded_model(cfg["model"], model, "this classifier")
+        return cls.from_config(backbone, cfg, arrays, cfg["classes"])
 
-zio.register_kind("fewshot", lambda path, cfg, model=None, **_: KNNClassifier._from_folder(path, cfg, model))
+

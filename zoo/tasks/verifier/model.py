@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from zoo import io as zio
-from zoo.errors import SavedRecipeError, NotCalibratedError, RecipeError
-from zoo.tasks.common import embed, is_embeddings, load_recorded_model, model_record, resolve_model
+from zoo.errors import NotCalibratedError, RecipeError, SavedRecipeError
+from zoo.kinds import register_kind
+from zoo.tasks.base import Task
+from zoo.tasks.common import embed, is_embeddings, load_recorded_model, resolve_model
 
 log = logging.getLogger(__name__)
 LOSSES = ("supcon", "contrastive")
@@ -79,16 +81,20 @@ class FaceCropper:
         return np.asarray(im.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))))
 
 
-class Verifier:
+@register_kind("verifier", aliases=("verification.Verifier",))
+class Verifier(Task):
     """Cosine similarity of (optionally fine-tuned) frozen embeddings, with a calibrated threshold.
 
     ``model``: registry name, saved-model folder or ZooModel (None: embeddings only).
     ``face``: crop and align faces with MTCNN first (optional ``mtcnn`` package).
     """
 
+    stores_backbone = False  # the backbone is the registry's (or a saved folder's): recorded, not copied
+    load_error = SavedRecipeError
+
     def __init__(self, model="efficientnet_lite0", threshold: float | None = None, face: bool = False,
                  input_size: int | None = None, batch_size: int = 64):
-        self.model = resolve_model(model, input_size)
+        super().__init__(resolve_model(model, input_size))
         self.threshold = threshold
         self.calibration: dict | None = None
         self.head: np.ndarray | None = None
@@ -174,7 +180,7 @@ class Verifier:
         counts = np.bincount(y)
         if len(classes) < 2 or counts.min() < 2:
             raise RecipeError("metric fine-tuning needs 2+ classes with 2+ images each")
-        from zoo.tasks.metric_head import train_linear_head
+        from zoo.tasks.verifier.metric_head import train_linear_head
 
         self.head, hist = train_linear_head(e, y, loss=loss, steps=steps, lr=lr, anchor=anchor,
                                             classes_per_batch=min(classes_per_batch, len(classes)),
@@ -183,34 +189,53 @@ class Verifier:
         self.threshold, self.calibration = None, None  # scores changed: calibrate again
         return hist
 
-    def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
-        """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""
-        from zoo.export import export
+    def export_signature(self, input_dtype: str = "uint8", pair: bool = False):
+        """L2-normalised ``embedding`` (N, D) through the head, or with ``pair=True`` a two-image
+        graph (inputs ``images_a``/``images_b``, outputs ``score`` and ``same``)."""
+        import keras
 
-        return export(self, out, format, quantize, calibration, **options)
+        from zoo.export import ExportError, Signature, _jsonable, backbone_trunk, export_layers, model_metadata
+        from zoo.export import log as export_log
+        from zoo.export import pixel_input, without_head
+
+        m = self.model
+        if m is None:
+            raise ExportError("this verifier has no model (it takes embeddings): create it with model=... to export")
+        trunk = backbone_trunk(without_head(m))
+        norm = export_layers().L2Normalize(self.head, name="verifier_embedding")
+        meta = {**model_metadata(m, "verifier"), "threshold": self.threshold, "calibration": _jsonable(self.calibration),
+                "score": "cosine of the two images' embeddings (dot product of the L2-normalised outputs)"}
+        if self.face is not None:
+            meta["input_note"] = "aligned face crops: the MTCNN face front end is not part of the graph"
+            export_log.warning("the exported verifier takes face crops: MTCNN detection and alignment are not exported")
+        if not pair:
+            raw, x = pixel_input(m.input_size, input_dtype)
+            return Signature(keras.Model(raw, {"embedding": norm(trunk(x)["embedding"])}, name="verifier_export"), meta)
+        ra, xa = pixel_input(m.input_size, input_dtype, "images_a")
+        rb, xb = pixel_input(m.input_size, input_dtype, "images_b")
+        out = export_layers().PairScore(self.threshold, name="pair_score")(norm(trunk(xa)["embedding"]),
+                                                                          norm(trunk(xb)["embedding"]))
+        return Signature(keras.Model([ra, rb], out, name="verifier_pair_export"), {**meta, "pair": True})
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Folder: config.json (model fingerprint, threshold, calibration) + head.npy if fine-tuned."""
-        cfg = {"model": model_record(self.model), "threshold": self.threshold,
-               "calibration": self.calibration, "face": self.face is not None, "head": self.head is not None}
-        files = {"head.npy": self.head.astype(np.float32)} if self.head is not None else {}
-        return zio.write_folder(path, "verifier", cfg, files)
+    def get_config(self) -> dict:
+        return {"threshold": self.threshold, "calibration": self.calibration, "face": self.face is not None}
+
+    def get_arrays(self) -> dict:
+        return {"head": self.head.astype(np.float32)} if self.head is not None else {}
 
     @classmethod
-    def load(cls, path, model=None) -> "Verifier":
-        path = Path(path)
-        return cls._from_folder(path, zio.read_config(path, "verifier", SavedRecipeError), model)
-
-    @classmethod
-    def _from_folder(cls, path: Path, cfg: dict, model=None) -> "Verifier":
-        zio.require(cfg, path, face=bool, head=bool)
-        model = load_recorded_model(cfg["model"], model, "this verifier")
-        v = cls(model=model, threshold=cfg["threshold"], face=cfg["face"])
+    def from_config(cls, backbone, cfg, arrays, class_names, **_):
+        v = cls(model=backbone, threshold=cfg["threshold"], face=cfg["face"])
         v.calibration = cfg["calibration"]
-        if cfg["head"]:
-            v.head = np.load(path / "head.npy", allow_pickle=False)
+        v.head = arrays.get("head")
         return v
+
+    @classmethod
+    def load_legacy(cls, path: Path, cfg: dict, model=None, **_) -> "Verifier":
+        zio.require(cfg, path, face=bool, head=bool)
+        arrays = {"head": np.load(path / "head.npy", allow_pickle=False)} if cfg["head"] else {}
+        return cls.from_config(load_recorded_model(cfg["model"], model, "this verifier"), cfg, arrays, [])
 
 
 def _split_pairs(pairs):
@@ -265,5 +290,3 @@ def calibrate_scores(scores, same, far: float | str = 1e-2) -> tuple[float, dict
             "tar": float(np.mean(gen >= t)), "n_genuine": int(len(gen)), "n_impostor": int(len(imp))}
     return t, info
 
-
-zio.register_kind("verifier", lambda path, cfg, model=None, **_: Verifier._from_folder(path, cfg, model))

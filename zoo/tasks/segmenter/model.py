@@ -25,16 +25,17 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from zoo import images as zimages
 from zoo import io as zio
 from zoo.errors import DataError, RecipeError
 from zoo.layers import Normalize
-from zoo.model import Embedded, Progress, ZooModel, check_batch_size, entry_of, open_folder
+from zoo.kinds import register_kind
+from zoo.tasks.base import Task
+from zoo.tasks.segmenter.data import IGNORE
+from zoo.tasks.segmenter.train import SegmentationTraining
 
 log = logging.getLogger(__name__)
-IGNORE = 255  # label of pixels that count for nothing (VOC's border/void)
 HEADS = ("unet", "deeplabv3plus")
 UNET_DEFAULTS = {"filters": [128, 64, 48, 32], "fine_filters": [16], "stem": "pixels", "upsample": "transpose",
                  "dropout": 0.1}
@@ -129,23 +130,20 @@ def deeplab_head(pixels, encoder: keras.Model, num_classes: int, cfg: dict):
     return keras.layers.Conv2D(num_classes, 1, name="classes", dtype="float32")(x)
 
 
-class Segmenter(ZooModel):
+@register_kind("segmenter")
+class Segmenter(Task):
     """A backbone with a segmentation head; ``segment`` returns class maps at each image's size."""
 
-    kind = "segmenter"
+    training = SegmentationTraining()
 
-    def __init__(self, backbone: ZooModel, class_names, head: str = "unet", head_config: dict | None = None):
+    def __init__(self, backbone, class_names, head: str = "unet", head_config: dict | None = None):
         if head not in HEADS:
             raise RecipeError(f"head must be one of {HEADS}, not {head!r}")
-        self.__dict__.update({k: v for k, v in backbone.__dict__.items() if k != "_fns"})
-        self._fns = {}
-        self.class_names = [str(c) for c in class_names]
+        super().__init__(backbone, class_names)
         if len(self.class_names) < 2:
             raise RecipeError("a segmenter needs at least two classes (e.g. background and one object)")
         self.head = head
         self.head_config = {**(UNET_DEFAULTS if head == "unet" else DEEPLAB_DEFAULTS), **(head_config or {})}
-        self.history: dict = {}
-        self.training_config: dict = {}
         p = self.preprocessing
         pixels = keras.Input((self.input_size, self.input_size, 3), name="pixels")
         normalized = Normalize(p.mean, p.std, p.channel_order, name="normalize")(pixels)
@@ -161,19 +159,10 @@ class Segmenter(ZooModel):
             logits = deeplab_head(pixels, encoder, n, self.head_config)
         probs = keras.layers.Softmax(name="probs", dtype="float32")(logits)
         self.segmentation_model = keras.Model(pixels, probs, name=f"{self.name}_{head}")
-        self.imagenet_model = None
 
     @property
     def keras_model(self):
         return self.segmentation_model
-
-    @property
-    def labels(self):
-        return self.class_names
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     def __repr__(self):
         return f"<Segmenter {self.head} on {self.entry.full_name} {self.input_size}px, {self.num_classes} classes>"
@@ -183,37 +172,15 @@ class Segmenter(ZooModel):
                 value_range: str = "auto", progress: bool = True):
         """Per image, an (H, W) int32 class map in that image's own size, or with ``probs=True``
         (H, W, C) float32 probabilities. ``images``: anything :func:`zoo.images.batches` takes."""
-        check_batch_size(batch_size)
-        images = _materialize(images)
-        src = zimages.batches(images, self.input_size, batch_size, self.preprocessing.interpolation,
-                              value_range=value_range)
-        fn = self._fn("segment", self.segmentation_model)
-        bar = Progress(len(src.sources) or None, "segment", progress)
-        result, order = [], []
-        for batch in src.dataset:  # each batch goes back to its images' sizes at once (memory stays small)
-            if isinstance(batch, tuple):
-                idx, batch = batch
-                idx = [int(i) for i in idx.numpy()]
-            else:
-                idx = list(range(len(result), len(result) + int(batch.shape[0])))
-            p = fn(batch).numpy()
-            order.extend(idx)
-            result.extend(_to_size(q, _original_shape(images, src.sources[i]), probs) for q, i in zip(p, idx))
-            bar.update(len(p))
-        bar.close()
-        sources = [src.sources[i] for i in order]
-        skipped = list(src.skipped)
-        for i in sorted(set(range(len(src.sources))) - set(order)):
-            skipped.append((src.sources[i], "decode failed"))
-            log.warning("skipping %s: could not decode", src.sources[i])
-        if not result:
-            raise zimages.ImageError(f"none of the images could be read{': ' + skipped[0][1] if skipped else ''}")
-        return Embedded(result, sources, skipped) if return_sources else result
+        images = zimages.materialize(images)
+        back = lambda p, batch: [_to_size(q, hw, probs) for q, hw in zip(p, batch.items)]  # noqa: E731
+        return self._predict(images, what="segment", batch_size=batch_size, value_range=value_range,
+                             progress=progress, return_sources=return_sources, postprocess=back, shapes=True)
 
     def predict(self, images, batch_size: int = 16, return_sources: bool = False, value_range: str = "auto"):
         """(N, S, S, C) probabilities at the network's own size (``input_size``)."""
-        r = self._run("segment", self.segmentation_model, images, batch_size, value_range=value_range)
-        return r if return_sources else r.outputs
+        return self._predict(images, what="segment", batch_size=batch_size, value_range=value_range,
+                             return_sources=return_sources)
 
     def evaluate(self, data, batch_size: int = 16, progress: bool = True) -> dict:
         """``{"mIoU", "pixel_accuracy", "per_class_iou", "confusion_matrix", "n"}`` on ``data``:
@@ -243,6 +210,13 @@ class Segmenter(ZooModel):
                 metric.update_state(y.ravel(), m.ravel())
         return miou_report(metric, self.class_names) | {"n": int(len(masks))}
 
+    def predict_described(self, images, batch_size: int = 16):
+        from zoo.tasks.segmenter.draw import class_areas
+
+        r = self.segment(images, batch_size=batch_size, return_sources=True)
+        return r._replace(outputs=[{"areas": {k: round(float(v), 4) for k, v in class_areas(m, self.class_names).items()}}
+                                   for m in r.outputs])
+
     # ---- export -----------------------------------------------------------------------------
     def export_signature(self, input_dtype: str = "uint8"):
         """Serving graph on raw pixels at ``input_size``: ``probabilities`` (N, S, S, C) and
@@ -261,24 +235,16 @@ class Segmenter(ZooModel):
                          meta)
 
     # ---- persistence ------------------------------------------------------------------------
-    def _config(self) -> dict:
-        return {"labels": self.class_names, "head": {"type": self.head, **self.head_config},
-                "ignore_label": IGNORE,
-                "history": {k: [float(v) for v in vs] for k, vs in self.history.items()},
-                "training": {k: v for k, v in self.training_config.items()
-                             if isinstance(v, (str, int, float, bool, type(None), list, dict))}}
+    def get_config(self) -> dict:
+        return {"head": {"type": self.head, **self.head_config}, "ignore_label": IGNORE}
 
     @classmethod
-    def _from_folder(cls, path, cfg) -> "Segmenter":
-        zio.require(cfg, path, labels=list, head=dict)
-        head = dict(cfg["head"])
+    def from_config(cls, backbone, config, arrays, class_names, **_):
+        head = dict(config.get("head") or {})
         kind = head.pop("type", "unet")
         if kind not in HEADS:
-            raise zio.SavedModelError(f"{path}: unknown segmentation head {kind!r}: upgrade zoo")
-        seg = cls(ZooModel(entry_of(cfg, path), cfg["input_size"], weights=None), cfg["labels"], kind, head)
-        seg.history = cfg.get("history") or {}
-        seg.training_config = cfg.get("training") or {}
-        return seg
+            raise zio.SavedModelError(f"unknown segmentation head {kind!r}: upgrade zoo")
+        return cls(backbone, class_names, kind, head)
 
 
 def miou_report(metric: keras.metrics.MeanIoU, class_names) -> dict:
@@ -302,36 +268,6 @@ def _images_and_masks(data):
                     "(demo scenes, recipes.segmentation.read_masks) or an (images, masks) pair")
 
 
-def _materialize(images):
-    """A tf.data.Dataset becomes a list of arrays (its images' sizes are needed to map masks back)."""
-    if isinstance(images, tf.data.Dataset):
-        spec = images.element_spec
-        ds = images.map(lambda x, *_: x) if isinstance(spec, tuple) else images
-        out = []
-        for x in ds:
-            x = x.numpy()
-            out.extend(list(x) if x.ndim == 4 else [x])
-        return out
-    return images
-
-
-def _original_shape(images, source) -> tuple[int, int]:
-    """(H, W) of the input that ``source`` (an index or a path) names."""
-    if isinstance(source, (int, np.integer)):
-        if isinstance(images, np.ndarray):
-            a = zimages.as_image_array(images) if images.ndim != 4 else images
-            return int(a.shape[1]), int(a.shape[2])
-        x = images[int(source)] if isinstance(images, (list, tuple)) else images
-        if isinstance(x, Image.Image):
-            return x.size[1], x.size[0]
-        return int(np.shape(x)[0]), int(np.shape(x)[1])
-    with Image.open(source) as im:
-        w, h = im.size
-        if im.format == "JPEG" and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-            w, h = h, w  # EXIF rotation by 90 degrees, applied when read
-    return h, w
-
-
 def _to_size(p: np.ndarray, hw, probs: bool) -> np.ndarray:
     """Probabilities (S, S, C) at the network's size -> class map or probabilities at ``hw``."""
     h, w = hw
@@ -343,4 +279,5 @@ def _to_size(p: np.ndarray, hw, probs: bool) -> np.ndarray:
     return zimages.resize_mask(p.argmax(-1).astype(np.int32), (h, w))
 
 
-zio.register_kind("segmenter", open_folder(Segmenter))
+
+train = Segmenter.train  # segmenter.train(train, val, backbone=..., head="unet", **settings): see zoo.training

@@ -1,9 +1,9 @@
 """``zoo detect IMAGE... --model DIR [--draw OUT/]`` and ``zoo train-detector DATA --out DIR``.
 
-A plugin for :func:`zoo.cli.main`: ``add_commands(subparsers)`` registers both commands.
-``--model`` is a folder written by ``Detector.save`` or the name ``mtcnn_faces``. ``DATA`` for
-training is ``scenes`` (the offline demo scenes), a COCO JSON file (images beside it or in
-``--images``), a Pascal VOC folder, or a YOLO folder (with ``--names``).
+The detector kind's commands (``zoo.cli`` adds every kind's ``add_commands``). ``--model`` is a
+folder written by ``Detector.save`` or the name ``mtcnn_faces``. ``DATA`` for training is a COCO
+JSON file (images beside it or in ``--images``), a Pascal VOC folder, a YOLO folder (with
+``--names``), or a named demo dataset (``scenes``: :func:`zoo.data.named_dataset`).
 """
 from __future__ import annotations
 
@@ -29,17 +29,16 @@ def _score(text: str) -> float:
 
 def open_detector(spec: str):
     """A saved detector folder, or a pretrained detector by name (``mtcnn_faces``)."""
+    import zoo
     from zoo.errors import SavedModelError
-    from zoo.tasks import detector
+    from zoo.kinds import named_model
 
-    if spec in detector.NAMED:
-        return detector.load_named(spec)
+    if named_model(spec) is not None:
+        return zoo.load(spec)
     p = Path(spec).expanduser()
     if not p.is_dir():
         raise SavedModelError(f"--model {spec}: no such folder (give a folder written by Detector.save, "
-                              f"or one of {sorted(detector.NAMED)})")
-    import zoo
-
+                              "or 'mtcnn_faces')")
     m = zoo.load(p)
     if not hasattr(m, "detect"):
         raise SavedModelError(f"--model {p} holds a {getattr(m, 'kind', type(m).__name__)} model, not a detector")
@@ -64,8 +63,8 @@ def _cmd_detect(a) -> int:
     if out is not None:
         from PIL import Image
 
-        from recipes.detection import draw
         from zoo.images import read_image
+        from zoo.tasks.detector.draw import draw
 
         for s, d in zip(r.sources, r.outputs):
             target = out / f"{Path(s).stem}.png"
@@ -75,43 +74,27 @@ def _cmd_detect(a) -> int:
     return 1 if r.skipped else 0
 
 
-def read_data(spec: str, images=None, names=None):
-    """Training data from a CLI argument: ``scenes``, a COCO JSON, a VOC folder or a YOLO folder."""
-    from recipes import detection
-    from zoo.errors import DataError
-
-    if spec == "scenes":
-        return None
-    p = Path(spec).expanduser()
-    if p.is_file() and p.suffix.lower() == ".json":
-        return detection.read_coco(p, images)
-    if not p.exists():
-        raise DataError(f"{spec}: no such file or folder (give 'scenes', a COCO .json, a VOC or a YOLO folder)")
-    if names:
-        return detection.read_yolo(p, names.split(",") if "," in names or not Path(names).is_file() else names)
-    if p.is_dir() and ((p / "Annotations").is_dir() or any(p.rglob("*.xml"))):
-        return detection.read_voc(p)
-    raise DataError(f"{spec}: not a COCO .json or a VOC folder; for a YOLO folder give --names")
-
-
 def _cmd_train(a) -> int:
     import numpy as np
 
-    from recipes import detection
+    from zoo.data import named_dataset
+    from zoo.tasks.detector.model import Detector
 
     out = output_dir(a.out)
+    from zoo.tasks.detector.data import read_data
+
     data = read_data(a.data, a.images, a.names)
     if data is None:
-        train, val = detection.scenes(("train", "val"), n={"train": a.n_train, "val": 200}, size=a.input_size or 128)
+        train, val = named_dataset(a.data, "detector", n_train=a.n_train, size=a.input_size or 128)
     else:
         rng = np.random.default_rng(a.seed)
         order = rng.permutation(len(data))
         n_val = max(1, int(round(a.val_fraction * len(data)))) if a.val_fraction > 0 else 0
         val = data.take(order[:n_val]) if n_val else None
         train = data.take(order[n_val:])
-    det = detection.train(train, val, backbone=a.backbone, epochs=a.epochs, unfreeze_epochs=a.unfreeze_epochs,
-                          input_size=a.input_size, batch_size=a.batch_size, out_dir=out, seed=a.seed,
-                          augment=a.augment)
+    det = Detector.train(train, val, backbone=a.backbone, head_epochs=a.head_epochs, epochs=a.epochs,
+                         input_size=a.input_size, batch_size=a.batch_size, out_dir=out, seed=a.seed,
+                         augment=a.augment, val_fraction=0)
     det.save(out / "model")
     msg = f"saved the detector to {out / 'model'} (curves.png, predictions.png in {out})"
     if val is not None:
@@ -122,7 +105,7 @@ def _cmd_train(a) -> int:
 
 
 def add_commands(subparsers):
-    """Register ``detect`` and ``train-detector`` on a ``zoo`` CLI's subparsers."""
+    """Register ``detect`` and ``train-detector`` on the ``zoo`` CLI's subparsers."""
     p = subparsers.add_parser("detect", help="boxes, classes and scores with a trained detector (or MTCNN faces)",
                               description="Detect objects; prints one line per box (x1 y1 x2 y2 in each image's pixels).")
     p.add_argument("images", nargs="+", help="image files or folders")
@@ -136,13 +119,13 @@ def add_commands(subparsers):
     t = subparsers.add_parser("train-detector", help="train a detector on a zoo backbone",
                               description="Train a RetinaNet detector (frozen backbone, then optional unfreezing); "
                                           "writes DIR/model, DIR/curves.png and DIR/predictions.png.")
-    t.add_argument("data", help="'scenes' (offline demo), a COCO .json, a Pascal VOC folder or a YOLO folder")
+    t.add_argument("data", help="a COCO .json, a Pascal VOC folder, a YOLO folder or a named demo set ('scenes')")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--images", help="COCO: the images folder (default: beside the JSON)")
     t.add_argument("--names", help="YOLO: class names, comma-separated or a file with one per line")
     t.add_argument("--backbone", default="efficientnet_lite0")
-    t.add_argument("--epochs", type=positive_int, default=12, help="epochs with the backbone frozen")
-    t.add_argument("--unfreeze-epochs", type=non_negative_int, default=0, help="then epochs of the whole network")
+    t.add_argument("--head-epochs", type=non_negative_int, default=12, help="epochs with the backbone frozen")
+    t.add_argument("--epochs", type=non_negative_int, default=0, help="then epochs of the whole network")
     t.add_argument("--input-size", type=positive_int, help="square input side, a multiple of 32 "
                                                            "(default: the images' size if all equal, else 320)")
     t.add_argument("--batch-size", type=positive_int, default=16)

@@ -1,4 +1,4 @@
-"""``zoo zero-shot`` and ``zoo text-search``: register with :func:`add_commands` (zoo.cli's plugin hook).
+"""``zoo zero-shot`` and ``zoo text-search``: the image-text kind's commands (zoo.cli adds every kind's).
 
 ```
 zoo zero-shot cat.jpg cup.png --classes "cat,cup of coffee,rocket"          # ConSE from Lite0
@@ -9,7 +9,6 @@ zoo text-search photos.zidx "a white sneaker" -k 10
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _classes(text: str) -> list[str]:
@@ -24,7 +23,7 @@ def _classes(text: str) -> list[str]:
 
 
 def _cmd_zero_shot(a):
-    from recipes.image_text import zero_shot_files
+    from zoo.tasks.image_text.model import zero_shot_files
     from zoo.cli import image_inputs, report_skipped
 
     files = image_inputs(a.images)
@@ -45,7 +44,7 @@ def _cmd_zero_shot(a):
 def _cmd_text_search(a):
     import zoo
     import zoo.index
-    from recipes.image_text import search_text
+    from zoo.tasks.image_text.model import search_text
 
     idx = zoo.index.load(a.index)
     model = zoo.load(a.model) if a.model else idx.model
@@ -66,7 +65,7 @@ def add_commands(sub):
 
     s = sub.add_parser("zero-shot", help="probabilities over class names you type, for image files",
                        description="Zero-shot classification: each image against the given class names. With "
-                                   "--model, a saved image-text model folder (recipes.image_text.train); without, "
+                                   "--model, a saved image-text model folder (zoo.tasks.image_text.train); without, "
                                    "the ConSE baseline from EfficientNet-Lite0's ImageNet classes.")
     s.add_argument("images", nargs="+", help="image files or folders")
     s.add_argument("--classes", required=True, type=_classes, help='comma-separated, e.g. "sandal,sneaker,boot"')
@@ -84,25 +83,3 @@ def add_commands(sub):
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_text_search)
     return sub
-
-
-def main(argv=None) -> int:
-    """Run these commands alone: ``python -m recipes.image_text_cli zero-shot ...``."""
-    import argparse
-    import logging
-
-    from zoo.errors import ZooError
-
-    p = argparse.ArgumentParser(prog="zoo")
-    add_commands(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        return args.func(args)
-    except ZooError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
