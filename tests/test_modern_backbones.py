@@ -159,6 +159,21 @@ def test_keras_hub_preset_folder_loads_by_path(tmp_path):
     np.testing.assert_allclose(m.embed(pixels, progress=False), want, atol=1e-5)
 
 
+def test_resized_backbone_resamples_position_tables(tmp_path):
+    """zoo.backbone.resized: a (trained) ViT at another input size equals loading the checkpoint at it."""
+    import keras_hub
+
+    from zoo.backbone import resized
+
+    _, _, config, _, size = TINY["dinov2_tiny"]
+    keras_hub.models.DINOV2Backbone(**config, image_shape=(size, size, 3),
+                                    position_embedding_shape=(size, size)).save_to_preset(str(tmp_path / "p"))
+    moved = resized(zoo.load("dinov2_tiny.test", weights=tmp_path / "p"), 84)
+    direct = zoo.load("dinov2_tiny.test", weights=tmp_path / "p", input_size=84)
+    pixels = photos(84)
+    np.testing.assert_allclose(moved.embed(pixels, progress=False), direct.embed(pixels, progress=False), atol=1e-5)
+
+
 # ---- finding weights ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["dinov2_small", "siglip2_base_patch16_224", "resnet50.timm_a1_in1k"])
 def test_offline_load_lists_every_place_looked(tmp_path, monkeypatch, name):
@@ -270,6 +285,16 @@ def test_detector_on_a_vit_pyramid(rng):
     det = Detector(zoo.load("dinov2_tiny.test", weights=None, input_size=64), ["shirt", "bag"])
     out = det.detect(rng.integers(0, 256, (2, 80, 60, 3), dtype=np.uint8))
     assert len(out) == 2 and all(set(o) >= {"boxes", "scores", "labels"} for o in out)
+
+
+@pytest.mark.parametrize("head", ["unet", "deeplabv3plus"])
+def test_segmenter_on_a_vit_pyramid(head, rng):
+    """U-Net and DeepLabV3+ take the ViT's P2..P5 and give a map at each image's size."""
+    from zoo.tasks.segmenter import Segmenter
+
+    seg = Segmenter(zoo.load("siglip_tiny.test", weights=None, input_size=64), ["background", "shirt", "bag"], head=head)
+    maps = seg.segment(rng.integers(0, 256, (2, 80, 60, 3), dtype=np.uint8), progress=False)
+    assert [m.shape for m in maps] == [(80, 60), (80, 60)] and all(m.max() < 3 for m in maps)
 
 
 @pytest.mark.slow

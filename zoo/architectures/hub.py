@@ -159,7 +159,13 @@ class HubArchitecture:
 
                 src = vision_encoder(folder, cfg, family)
             else:
-                src = keras_hub.models.Backbone.from_preset(str(folder))
+                try:
+                    src = keras_hub.models.Backbone.from_preset(str(folder))
+                except Exception as exc:  # noqa: BLE001 - safetensors / keras-hub raise many types
+                    hint = (" (keras-hub's ViT converter reads ViTForImageClassification checkpoints, whose "
+                            "tensors are named 'vit.*')") if family == "vit" else ""
+                    raise WeightsFormatError(f"keras-hub could not read {folder}: {type(exc).__name__}: "
+                                             f"{exc}{hint}") from None
                 head = _hf_classifier(folder) if family == "vit" else None
         else:
             raise WeightsFormatError(f"{folder} is a timm checkpoint; keras-hub 0.32 converts timm ResNet, "

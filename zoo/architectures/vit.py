@@ -319,15 +319,17 @@ def resample_positions(table: np.ndarray, n_prefix: int, grid_out: int) -> np.nd
 
 
 def transfer_weights(src, dst, family: str):
-    """Copy a loaded keras-hub backbone's weights into one of another input size (same architecture):
-    position tables are resampled, integer position ids rebuilt; any other shape mismatch means the
-    checkpoint is another architecture and is refused."""
-    src_w, dst_w = src.weights, dst.weights
-    if len(src_w) != len(dst_w):
-        raise WeightsFormatError(f"the checkpoint has {len(src_w)} weight tensors, the model {len(dst_w)}: "
-                                 "another architecture")
-    n_prefix = prefix_tokens(family, dst)
-    for s, d in zip(src_w, dst_w):
+    """Copy a loaded keras-hub backbone's weights into one of another input size (same architecture)."""
+    copy_weights(src.weights, dst.weights, prefix_tokens(family, dst))
+
+
+def copy_weights(src_weights, dst_weights, n_prefix: int):
+    """Copy weights in order into a model of another input size: position tables are resampled, integer
+    position ids rebuilt; any other shape mismatch means another architecture and is refused."""
+    if len(src_weights) != len(dst_weights):
+        raise WeightsFormatError(f"the checkpoint has {len(src_weights)} weight tensors, the model "
+                                 f"{len(dst_weights)}: another architecture")
+    for s, d in zip(src_weights, dst_weights):
         value = keras.ops.convert_to_numpy(s)
         if tuple(value.shape) == tuple(d.shape) and not d.path.endswith("position_ids"):
             d.assign(value)
