@@ -412,8 +412,8 @@ def _load(path: Path, cfg: dict, **_):
 
 
 def _register(cls):
-    """Open saved folders of this kind with zoo.load: through the task layout's registry when there is one
-    (``zoo.tasks.register_kind``), else zoo.io's table of loaders."""
+    """Open saved folders of this kind with zoo.load through the registry of kinds (``zoo.kinds``; until this
+    module becomes a kind's package, zoo.load finds the kind once the module is imported), else zoo.io's table."""
     try:
         from zoo.kinds import register_kind
     except ImportError:
