@@ -26,7 +26,10 @@ class GradCAM:
                               f"load it at {model.entry.input_size}px")
         self.model = model
         net = model.network
-        fmap = model.feature_network.get_layer("pooled").input  # last feature map, e.g. 7x7x1280
+        try:  # a network that names the map Grad-CAM should read (ViTs: a patch-token grid)
+            fmap = model.feature_network.get_layer("gradcam_map").output
+        except ValueError:
+            fmap = model.feature_network.get_layer("pooled").input  # last feature map, e.g. 7x7x1280
         last = net.layers[-1]
         act = getattr(getattr(last, "activation", None), "__name__", "")
         self.dense = last if isinstance(last, keras.layers.Dense) and act == "softmax" else None
