@@ -7,6 +7,7 @@ pairs = image_text.fashion_pairs("train", per_class=2000)     # Fashion-MNIST im
 clip = image_text.train(pairs, val, image_model="efficientnet_lite0", mode="lit", loss="clip", epochs=20)
 clip.zero_shot(images, ["sandal", "sneaker"]); clip.evaluate(test_pairs)
 zs = image_text.conse("efficientnet_lite0")                   # zero-shot with no image-text training
+clip = image_text.load("siglip2_base_patch16_224")             # pretrained CLIP / SigLIP towers
 image_text.search_text(index, clip, "a white sneaker", k=10)
 ```
 
@@ -23,6 +24,7 @@ from zoo.tasks.image_text.model import (  # noqa: F401
     DEFAULT_TEMPLATES, ConSE, DualEncoder, Head, ImageTextModel, conse, l2, retrieval_metrics, search_text,
     zero_shot_files,
 )
+from zoo.tasks.image_text.pretrained import PretrainedDualEncoder, load  # noqa: F401
 from zoo.tasks.image_text.train import LOSSES, MODES, clip_loss, siglip_loss, train  # noqa: F401
 
 

@@ -160,15 +160,13 @@ def test_keras_hub_preset_folder_loads_by_path(tmp_path):
 
 
 def test_resized_backbone_resamples_position_tables(tmp_path):
-    """zoo.backbone.resized: a (trained) ViT at another input size equals loading the checkpoint at it."""
+    """ZooModel.copy: a (trained) ViT at another input size equals loading the checkpoint at it."""
     import keras_hub
-
-    from zoo.backbone import resized
 
     _, _, config, _, size = TINY["dinov2_tiny"]
     keras_hub.models.DINOV2Backbone(**config, image_shape=(size, size, 3),
                                     position_embedding_shape=(size, size)).save_to_preset(str(tmp_path / "p"))
-    moved = resized(zoo.load("dinov2_tiny.test", weights=tmp_path / "p"), 84)
+    moved = zoo.load("dinov2_tiny.test", weights=tmp_path / "p").copy(84)
     direct = zoo.load("dinov2_tiny.test", weights=tmp_path / "p", input_size=84)
     pixels = photos(84)
     np.testing.assert_allclose(moved.embed(pixels, progress=False), direct.embed(pixels, progress=False), atol=1e-5)

@@ -18,7 +18,7 @@ from tests.torch_reference import cosine, nchw, photos, randomize, require
 from zoo.architectures.hub import HubArchitecture
 from zoo.registry import WeightFile, get_entry, register, unregister
 
-pt = pytest.importorskip("zoo.tasks.pretrained_towers")
+pt = pytest.importorskip("zoo.tasks.image_text.pretrained")
 TEXTS = ["a photo of a cat", "A photo, of a DOG!", "an astronaut", "a cup of coffee"]
 VISION = dict(patch_size=8, hidden_dim=64, num_layers=2, num_heads=2, intermediate_dim=128)
 

@@ -16,7 +16,7 @@ import re
 import keras
 
 from zoo.errors import InputShapeError
-from zoo.registry import ModelEntry
+from zoo.entry import ModelEntry
 from zoo.weights.resolve import resolve
 
 _POOL_TYPES = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten)
@@ -89,21 +89,3 @@ def find_taps(net: keras.Model, entry: ModelEntry, input_size: int) -> dict:
 def _level(input_size: int, height: int) -> int:
     """Pyramid level (log2 of the stride); valid-padding nets shrink a little more than 2x."""
     return round(math.log2(input_size / max(height, 1)) - 0.2)
-
-
-def resized(model, input_size: int):
-    """A new ZooModel of ``model``'s entry at ``input_size`` with its backbone's (possibly trained)
-    weights: ViT position tables are resampled (see :mod:`zoo.architectures.vit`); other weights do
-    not depend on the size. ``model.feature_network.set_weights`` alone fails for ViTs."""
-    from zoo.architectures.vit import copy_weights, prefix_tokens
-    from zoo.model import ZooModel
-
-    other = ZooModel(model.entry, input_size, weights=None, precision=getattr(model, "precision", "float32"))
-    hub = getattr(other.network, "zoo_backbone", None)
-    family = getattr(model.entry.builder, "family", None)
-    if hub is not None and getattr(model.entry.builder, "is_vit", False):
-        copy_weights(model.feature_network.weights, other.feature_network.weights, prefix_tokens(family, hub))
-    else:
-        other.feature_network.set_weights(model.feature_network.get_weights())
-    other.weights_source = model.weights_source
-    return other

@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from zoo.registry import ModelEntry, Preprocessing, WeightFile, register
+from zoo.entry import ModelEntry, Preprocessing, WeightFile
+
+ENTRIES: list = []  # (entry, whether it is its name's default tag), registered by zoo.registry in this order
+
+
+def register(entry: ModelEntry, default: bool | None = None) -> ModelEntry:
+    ENTRIES.append((entry, default))
+    return entry
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 TF_MODE = Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3)

@@ -21,6 +21,7 @@ EXTRAS = {
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),
     "keras_cv": ("keras-cv", "bench"),
+    "huggingface_hub": ("huggingface_hub", "hub"),
 }
 
 

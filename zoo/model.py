@@ -177,12 +177,21 @@ class ZooModel:
         return get_kind(kind).train(train, val, backbone=self, **kwargs)
 
     def copy(self, input_size: int | None = None, precision: str | None = None) -> "ZooModel":
-        """The same backbone (and weights) as a new model, at another input size or precision."""
+        """The same backbone (and weights, trained or not) as a new model, at another input size or
+        precision. Weights do not depend on the size, but for ViT position tables, which are
+        resampled (:mod:`zoo.architectures.vit`)."""
         precision = precision or self.precision
         with dtype_policy(PRECISIONS[precision]):
             other = ZooModel(self.entry, input_size or self.input_size, weights=None, precision=precision)
-        other.feature_network.set_weights(self.feature_network.get_weights())
-        return other
+        hub = getattr(other.network, "zoo_backbone", None)
+        if hub is not None and getattr(self.entry.builder, "is_vit", False):
+            from zoo.architectures.vit import copy_weights, prefix_tokens
+
+            copy_weights(self.feature_network.weights, other.feature_network.weights,
+                         prefix_tokens(getattr(self.entry.builder, "family", None), hub))
+        else:
+            other.feature_network.set_weights(self.feature_network.get_weights())
+        return other  # weights_source None: a copy is saved with its weights, not re-loaded by name
 
     def export(self, out, format: str = "saved_model", quantize: str | None = None, calibration=None, **options):
         """A serving graph on raw uint8 images, preprocessing included (see :mod:`zoo.export`)."""

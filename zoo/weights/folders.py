@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from zoo.errors import ChecksumMismatchError, WeightsFormatError, WeightsNotFoundError
-from zoo.registry import ModelEntry, WeightFile
+from zoo.entry import ModelEntry, WeightFile
 
 log = logging.getLogger(__name__)
 MANIFEST = "zoo-weights.json"
@@ -63,7 +63,7 @@ def _hf_cache_folder(handle: str) -> Path | None:
 
 def folder_candidates(wf: WeightFile) -> list[tuple[str, Path | None]]:
     """(description, folder) of every local place a checkpoint folder may be, in search order."""
-    from zoo.weights.resolve import zoo_home
+    from zoo.weights.paths import zoo_home
 
     out = [("project cache", zoo_home() / "weights" / wf.filename)]
     handle = wf.url or ""
@@ -121,7 +121,7 @@ def layout(folder) -> str:
 
 # ---- checksums ----------------------------------------------------------------------------------
 def write_manifest(folder: Path, source: str):
-    from zoo.weights.resolve import file_digest
+    from zoo.weights.paths import file_digest
 
     files = {str(p.relative_to(folder)): file_digest(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != MANIFEST}
@@ -131,7 +131,7 @@ def write_manifest(folder: Path, source: str):
 def verify_folder(folder: Path, wf: WeightFile) -> Path:
     """Check the files against the folder's manifest (written when zoo downloaded it) and the
     registry's hash of the main weight file, when known. Memoised per file size and mtime."""
-    from zoo.weights.resolve import file_digest
+    from zoo.weights.paths import file_digest
 
     expected = {}
     if (folder / MANIFEST).is_file():
@@ -171,8 +171,9 @@ def download_folder(handle: str, dest: Path) -> Path:
 
         src = Path(kagglehub.model_download(handle.removeprefix("kaggle://")))
     elif handle.startswith("hf://"):
-        from huggingface_hub import snapshot_download
+        from zoo.extras import require
 
+        snapshot_download = require("huggingface_hub", "downloading hf:// checkpoints").snapshot_download
         src = Path(snapshot_download(handle.removeprefix("hf://"),
                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "assets/*"]))
     else:
@@ -193,7 +194,7 @@ def download_folder(handle: str, dest: Path) -> Path:
 
 def resolve_folder(entry: ModelEntry, path=None, download: bool | None = None) -> Path:
     """A verified local checkpoint folder for ``entry``, or WeightsNotFoundError saying where it looked."""
-    from zoo.weights.resolve import zoo_home
+    from zoo.weights.paths import zoo_home
 
     wf = entry.weights
     if path is not None:

@@ -11,7 +11,6 @@ with keras-hub's own caches (kagglehub, Hugging Face) in place of Keras': see :m
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -20,20 +19,12 @@ import tempfile
 from pathlib import Path
 
 from zoo.errors import ChecksumMismatchError, WeightsNotFoundError
-from zoo.registry import ModelEntry, WeightFile
+from zoo.entry import ModelEntry, WeightFile
+from zoo.weights.paths import file_digest, keras_cache, zoo_home  # noqa: F401  (public here too)
 
 log = logging.getLogger(__name__)
 FOLDER_FORMATS = ("hub_folder",)
 _VERIFIED: dict[tuple, str] = {}
-
-
-def zoo_home() -> Path:
-    return Path(os.environ.get("ZOO_HOME", Path.home() / ".cache" / "zoo")).expanduser()
-
-
-def keras_cache() -> Path:
-    base = os.environ.get("KERAS_HOME", Path.home() / ".keras")
-    return Path(base).expanduser() / "models"
 
 
 def package_file(wf: WeightFile) -> Path | None:
@@ -56,14 +47,6 @@ def candidates(wf: WeightFile) -> list[tuple[str, Path | None]]:
         ("Keras cache", keras_cache() / wf.filename),
         (f"package {wf.package}" if wf.package else "a package (none ships it)", package_file(wf)),
     ]
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: Path, wf: WeightFile) -> Path:

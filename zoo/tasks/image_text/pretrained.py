@@ -1,8 +1,8 @@
 """Pretrained two-tower image-text models (CLIP, SigLIP 2): zero-shot and text search with no training.
 
 ```python
-clip = zoo.tasks.pretrained_towers.load("siglip2_base_patch16_224")          # online: keras-hub's preset
-clip = zoo.tasks.pretrained_towers.load("clip_vit_base_patch16", weights="clip-vit-base-patch16/")
+clip = zoo.tasks.image_text.load("siglip2_base_patch16_224")          # online: keras-hub's preset
+clip = zoo.tasks.image_text.load("clip_vit_base_patch16", weights="clip-vit-base-patch16/")
 clip.zero_shot(images, ["cat", "cup of coffee"])   # (N, 2) probabilities
 clip.encode_text(["a red car"]) @ clip.encode_images(images).T                 # text search
 zoo.index.build("photos/", model=clip); clip.save("runs/clip"); zoo.load("runs/clip")
@@ -12,7 +12,7 @@ features, fine-tune as any entry); the text tower is keras-hub's ``CLIPTextEncod
 ``SigLIPTextEncoder``. Both read the same checkpoint folder: a keras-hub preset (``CLIPBackbone`` /
 ``SigLIPBackbone`` with its tokenizer) or a Hugging Face ``CLIPModel`` / ``SiglipModel`` checkpoint
 (``config.json``, ``model.safetensors`` and the tokenizer files). The interface is
-:class:`zoo.tasks.image_text.DualEncoder`'s (``encode_images``, ``encode_text``, ``class_embeddings``,
+:class:`zoo.tasks.image_text.dual.DualEncoder`'s (``encode_images``, ``encode_text``, ``class_embeddings``,
 ``zero_shot``, ``evaluate``, ``embed``, ``fingerprint``, ``export``, ``save``).
 
 Tokenization follows the checkpoint: a ``tokenizer.json`` runs through the ``tokenizers`` library
@@ -38,10 +38,9 @@ import numpy as np
 from zoo import io as zio
 from zoo.errors import SavedModelError, WeightsFormatError
 from zoo.model import ZooModel, entry_of
-from zoo.tasks.image_text import DEFAULT_TEMPLATES, DualEncoder  # noqa: F401  (module, or the kind's package)
+from zoo.tasks.image_text.dual import DEFAULT_TEMPLATES, KIND, DualEncoder
 
-KIND = "pretrained_image_text"
-IMAGE_WEIGHTS, TEXT_WEIGHTS, HEADS = "image.weights.h5", "text.weights.h5", "heads.npz"
+IMAGE_WEIGHTS, TEXT_WEIGHTS, HEADS = "image.weights.h5", "text.weights.h5", "heads.npz"  # format v2 folders
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
                    "vocab.json", "merges.txt")
 FAMILIES = {"clip_vision": "clip", "siglip_vision": "siglip"}
@@ -183,7 +182,7 @@ class PretrainedDualEncoder(DualEncoder):
     """A pretrained image tower and text tower in their trained joint space (CLIP / SigLIP)."""
 
     method = "pretrained"
-    kind = KIND
+    stores_backbone = True  # both towers' weights go with the folder
 
     def __init__(self, image_tower: ZooModel, text_tower: HubTextTower, image_projection=None,
                  text_projection=None, logit_scale: float = math.log(100.0), logit_bias: float | None = None,
@@ -260,33 +259,27 @@ class PretrainedDualEncoder(DualEncoder):
         return Signature(keras.Model(raw, outs, name="pretrained_image_text_export"), meta)
 
     # ---- persistence ------------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """A folder: both towers' weights, the text encoder's config and tokenizer files, projections."""
-        heads = {"logit_scale": np.float32(self.logit_scale)}
-        if self.image_projection is not None:
-            heads["image_projection"] = self.image_projection
-        if self.text_projection is not None:
-            heads["text_projection"] = self.text_projection
+    def get_config(self) -> dict:
         tt = self.text_tower
-        files = {IMAGE_WEIGHTS: self.image_tower.embedding_model.save_weights,
-                 TEXT_WEIGHTS: tt.backbone.save_weights, HEADS: lambda p: _savez(p, heads)}
-        tokenizer_files = {}
-        for i, (name, data) in enumerate(sorted(tt.tokens.files.items())):
-            files[f"tokenizer_{i}"] = data
-            tokenizer_files[f"tokenizer_{i}"] = name
         enc_cfg = {k: v for k, v in tt.backbone.get_config().items() if k not in ("name", "trainable", "dtype")}
-        t = self.image_tower
-        config = {"method": self.method,
-                  "image": {"base_model": t.entry.name, "tag": t.entry.tag, "input_size": t.input_size,
-                            "preprocessing": t.preprocessing.to_dict()},
-                  "text": {"family": tt.family, "name": tt.name, "encoder": _jsonable(enc_cfg),
-                           "layer_norm_epsilon": _final_eps(tt), "tokenizer": tt.tokens.kind,
-                           "tokenizer_files": tokenizer_files,
-                           "max_length": getattr(tt.tokens, "max_length", None)},
-                  "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "templates": self.templates}
-        out = zio.write_folder(path, KIND, config, files)
-        self.weights_source = str(out)
-        return out
+        return {"method": self.method,
+                "text": {"family": tt.family, "name": tt.name, "encoder": _jsonable(enc_cfg),
+                         "layer_norm_epsilon": _final_eps(tt), "tokenizer": tt.tokens.kind,
+                         "tokenizer_files": {f"tokenizer_{i}": n for i, n in enumerate(sorted(tt.tokens.files))},
+                         "max_length": getattr(tt.tokens, "max_length", None)},
+                "logit_scale": self.logit_scale, "logit_bias": self.logit_bias, "templates": self.templates}
+
+    def get_arrays(self) -> dict:
+        return {k: v for k, v in (("image_projection", self.image_projection),
+                                  ("text_projection", self.text_projection)) if v is not None}
+
+    def extra_files(self) -> dict:
+        """The text encoder's weights and the tokenizer's files (bytes, as the checkpoint had them)."""
+        tt = self.text_tower
+        files = {TEXT_WEIGHTS: tt.backbone.save_weights}
+        for i, (_, data) in enumerate(sorted(tt.tokens.files.items())):
+            files[f"tokenizer_{i}"] = data
+        return files
 
 
 def _final_eps(tower) -> float | None:
@@ -296,11 +289,6 @@ def _final_eps(tower) -> float | None:
 
 def _jsonable(d):
     return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
-
-
-def _savez(path, arrays: dict):
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -373,19 +361,12 @@ def _keras_hub_text(folder: Path, family: str):
     return HubTextTower(family, both.text_encoder, tokens, f"{folder.name}.text"), extra
 
 
-def _load(path: Path, cfg: dict, **_):
-    """zoo.load's loader for saved pretrained two-tower folders."""
+def _text_tower(path: Path, txt: dict) -> "HubTextTower":
     import keras_hub
 
-    zio.require(cfg, path, image=dict, text=dict, logit_scale=(int, float))
-    img, txt = cfg["image"], cfg["text"]
-    zio.require(img, path, base_model=str, input_size=int)
     family = txt.get("family")
     if family not in ("clip", "siglip"):
         raise SavedModelError(f"{path} holds a {family!r} text tower, which this zoo cannot open (known: clip, siglip)")
-    tower = ZooModel(entry_of(img, path), img["input_size"], weights=None)
-    tower.embedding_model.load_weights(path / IMAGE_WEIGHTS)
-    tower.weights_source = str(path)
     cls = keras_hub.models.CLIPTextEncoder if family == "clip" else keras_hub.models.SigLIPTextEncoder
     encoder = cls(**txt["encoder"])
     encoder.load_weights(path / TEXT_WEIGHTS)
@@ -402,27 +383,31 @@ def _load(path: Path, cfg: dict, **_):
             tokens = KerasHubTokens(d, family)
     else:
         tokens = TextTokens(files, family, int(txt["max_length"]))
+    return HubTextTower(family, encoder, tokens, txt.get("name", family))
+
+
+def from_config(backbone, cfg: dict, arrays: dict, path) -> PretrainedDualEncoder:
+    """The model from a folder written by ``save`` (the image-text kind's loader calls this)."""
+    path = Path(path)
+    zio.require(cfg, path, text=dict, logit_scale=(int, float))
+    return PretrainedDualEncoder(backbone, _text_tower(path, cfg["text"]), arrays.get("image_projection"),
+                                 arrays.get("text_projection"), cfg["logit_scale"], cfg.get("logit_bias"),
+                                 cfg.get("templates") or DEFAULT_TEMPLATES)
+
+
+def load_v2(path: Path, cfg: dict) -> PretrainedDualEncoder:
+    """Folders written before the task layout (kind "pretrained_image_text")."""
+    zio.require(cfg, path, image=dict, text=dict, logit_scale=(int, float))
+    img = cfg["image"]
+    zio.require(img, path, base_model=str, input_size=int)
+    tower = ZooModel(entry_of(img, path), img["input_size"], weights=None)
+    tower.embedding_model.load_weights(path / IMAGE_WEIGHTS)
+    tower.weights_source = str(path)
     with np.load(path / HEADS, allow_pickle=False) as z:
         heads = {k: z[k] for k in z.files}
-    m = PretrainedDualEncoder(tower, HubTextTower(family, encoder, tokens, txt.get("name", family)),
-                              heads.get("image_projection"), heads.get("text_projection"), cfg["logit_scale"],
-                              cfg.get("logit_bias"), cfg.get("templates") or DEFAULT_TEMPLATES)
+    m = from_config(tower, cfg, heads, path)
     m.weights_source = str(path)
     return m
 
 
-def _register(cls):
-    """Open saved folders of this kind with zoo.load through the registry of kinds (``zoo.kinds``; until this
-    module becomes a kind's package, zoo.load finds the kind once the module is imported), else zoo.io's table."""
-    try:
-        from zoo.kinds import register_kind
-    except ImportError:
-        zio.register_kind(KIND, _load, module=__name__)
-        return cls
-    cls.load = classmethod(lambda c, path, config=None, **kw: _load(Path(path), config or zio.read_config(path), **kw))
-    return register_kind(KIND)(cls)
-
-
-_register(PretrainedDualEncoder)
-
-__all__ = ["PretrainedDualEncoder", "HubTextTower", "TextTokens", "KerasHubTokens", "load", "KIND"]
+__all__ = ["PretrainedDualEncoder", "HubTextTower", "TextTokens", "KerasHubTokens", "load", "from_config"]
