@@ -17,12 +17,12 @@ import json
 import time
 from pathlib import Path
 
-RECIPE = dict(n_train=2000, n_val=200, n_test=500, size=128, input_size=128, head_epochs=10, epochs=3, lr=5e-4,
+RECIPE = dict(n_train=2000, n_val=200, n_test=500, size=128, input_size=128, head_epochs=10, epochs=8, lr=5e-4,
               batch_size=32)
 
 
 def run(out="runs/multilabel", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128,
-        input_size=128, head_epochs=10, epochs=3, lr=5e-4, batch_size=32, seed=0, verbose=None) -> dict:
+        input_size=128, head_epochs=10, epochs=8, lr=5e-4, batch_size=32, seed=0, verbose=None) -> dict:
     import zoo
     from recipes.scenes import scenes
 

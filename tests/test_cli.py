@@ -52,3 +52,35 @@ def test_finetune_and_evaluate(tmp_path, capsys):
         assert (out / png).stat().st_size > 10_000, png
     assert main(["evaluate", str(out / "model"), "fashion_mnist"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 10000
+
+
+def test_kinds_train_and_predict_any_kind(tmp_path, capsys):
+    """The generic commands serve every kind: here a multi-label classifier, which has no CLI code
+    of its own, trained from a CSV of path,labels and run on a photo."""
+    from zoo.kinds import kind_names
+
+    assert main(["kinds"]) == 0
+    listed = capsys.readouterr().out
+    assert all(k in listed for k in kind_names()) and "multilabel" in listed
+    rng = np.random.default_rng(0)
+    rows = ["path,labels"]
+    for i in range(12):
+        img = np.full((32, 32, 3), (40, 40, 40), np.uint8)
+        labels = [n for n, on in (("red", i % 2), ("blue", i % 3 == 0)) if on]
+        if "red" in labels:
+            img[:16, :, 0] = 230
+        if "blue" in labels:
+            img[16:, :, 2] = 230
+        Image.fromarray(np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{'|'.join(labels)}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "multilabel", str(tmp_path / "labels.csv"), "--out", str(out), "--backbone",
+                 "efficientnet_lite0", "--input-size", "32", "--head-epochs", "3", "--epochs", "0",
+                 "--set", "val_fraction=0.25", "--set", "verbose=0"]) == 0
+    assert "saved the multilabel" in capsys.readouterr().out and (out / "curves.png").is_file()
+    assert main(["predict", str(out / "model"), str(tmp_path / "0.png"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got[0]["image"].endswith("0.png") and set(got[0]) - {"image"} <= {"red", "blue"}
+    assert main(["train", "fewshot", "scenes", "--out", str(tmp_path / "x")]) == 1  # no backbone to train
+    assert "no backbone to train" in capsys.readouterr().err

@@ -10,11 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def training_curves(history: dict, path, title: str = "", metric: str = "accuracy") -> Path:
-    """Loss and ``metric`` per epoch for train and validation; phases are marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def training_curves(history: dict, path, title: str = "", metric: str | None = "accuracy") -> Path:
+    """Loss and ``metric`` (None: loss only) per epoch for train and validation; phases are marked."""
+    panels = ("loss", metric) if metric else ("loss",)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for ax, metric in zip(axes, ("loss", metric)):
+    for ax, metric in zip(axes[0], panels):
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
             if history.get(key):
                 x = history.get(f"{key}_epochs")  # a score measured every few epochs only

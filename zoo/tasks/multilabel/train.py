@@ -1,6 +1,8 @@
 """The multi-label classifier's part of the one trainer: binary cross-entropy per class, the head
-first on cached pooled features, precision-recall AUC as the monitor, image augmentation that
-keeps every label (flips, shifts, colour); per-class thresholds chosen on validation at the end."""
+first on cached pooled features, image augmentation that
+keeps every label (flips, shifts, colour); per-class thresholds chosen on validation at the end.
+Validation loss (binary cross-entropy, a proper scoring rule) picks the better epoch and phase: it
+needs no boolean ops, which TensorFlow's oneDNN build logs an error about for Keras' AUC metric."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,9 +22,9 @@ class MultiLabelOptions:
 
 class MultiLabelTraining(TrainingSpec):
     options = MultiLabelOptions
-    monitor, mode = "val_pr_auc", "max"
+    monitor, mode = "val_loss", "min"
     cached_head = True
-    curve_metric = "pr_auc"
+    curve_metric = None
 
     def read(self, text):
         from zoo.tasks.multilabel.data import read_csv
@@ -44,9 +46,6 @@ class MultiLabelTraining(TrainingSpec):
 
     def loss(self, task, cfg, opts):
         return keras.losses.BinaryCrossentropy()
-
-    def metrics(self, task, cfg, opts):
-        return [keras.metrics.AUC(curve="PR", multi_label=True, name="pr_auc")]
 
     def head_targets(self, task, labels, opts):
         return labels
