@@ -203,7 +203,7 @@ def test_tour_of_the_other_pages(server, browser, shots):
     for path, texts in [
         ("", ["Registry entries", str(n)]),
         ("models", [f"{n} of {n} models"]),
-        ("multilabel", ["Multi-label classifier", "zoo train multilabel scenes"]),
+        ("multilabel", ["Multi-label classifier", "A saved multi-label classifier folder"]),
         ("fewshot", ["queries right", "Same k-NN on raw pixels"]),
         ("verify", ["Cosine similarity", "Decision", "same"]),
         ("finetune", ["Start fine-tuning"]),

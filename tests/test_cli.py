@@ -81,6 +81,7 @@ def test_kinds_train_and_predict_any_kind(tmp_path, capsys):
     assert "saved the multilabel" in capsys.readouterr().out and (out / "curves.png").is_file()
     assert main(["predict", str(out / "model"), str(tmp_path / "0.png"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got[0]["image"].endswith("0.png") and set(got[0]) - {"image"} <= {"red", "blue"}
+    assert got[0]["image"].endswith("0.png") and set(got[0]["labels"]) <= {"red", "blue"}
+    assert set(got[0]["probabilities"]) == {"red", "blue"}
     assert main(["train", "fewshot", "scenes", "--out", str(tmp_path / "x")]) == 1  # no backbone to train
     assert "no backbone to train" in capsys.readouterr().err

@@ -87,7 +87,10 @@ class MultiLabelClassifier(Task):
         return probs, y.astype(int)
 
     def describe(self, output) -> dict:
-        return {name: round(float(p), 4) for name, p, t in zip(self.class_names, output, self.thresholds) if p >= t}
+        """The classes at or above their thresholds, and the five most probable with their probabilities."""
+        p = np.asarray(output)
+        return {"labels": [self.class_names[c] for c in np.argsort(-p) if p[c] >= self.thresholds[c]],
+                "probabilities": {self.class_names[c]: round(float(p[c]), 4) for c in np.argsort(-p)[:5]}}
 
     def export_signature(self, input_dtype: str = "uint8"):
         """``probabilities`` (N, C), ``present`` (N, C) bool at the per-class thresholds, ``embedding`` (N, D)."""
