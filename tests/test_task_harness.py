@@ -138,3 +138,15 @@ def test_detector_and_segmenter_train(tmp_path):
     run_training_test(Segmenter, (x[:6], masks[:6], ["bg", "a", "b"]), (x[6:], masks[6:], ["bg", "a", "b"]),
                       tmp_path / "s", lambda t, z: t.segment(z, probs=True, batch_size=4, return_sources=True,
                                                              progress=False), input_size=64)
+
+
+def test_a_trained_task_serves_as_the_next_backbone():
+    """The demo recipes fine-tune a classifier of the objects first, then train a detector or
+    segmenter on its backbone: the trainer takes the task and copies its fine-tuned backbone."""
+    from zoo.errors import RecipeError
+    from zoo.training import _backbone
+
+    clf = _classifier()
+    assert _backbone(clf, 64) is clf.backbone
+    with pytest.raises(RecipeError, match="registry name, a ZooModel or a trained task"):
+        _backbone(object(), 64)

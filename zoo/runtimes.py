@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import images as zimages
 from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
@@ -165,34 +164,21 @@ class RuntimeModel:
         return batch
 
     def _run(self, output: str, images, batch_size, progress, value_range, flip_tta=False):
-        from zoo.inference import Embedded, Progress, check_batch_size
+        """One output of the compiled graph over ``images``, through zoo's one inference loop."""
+        from zoo import inference
 
-        check_batch_size(batch_size)
+        inference.check_batch_size(batch_size)
         if output not in self.metadata["outputs"]:
             raise RuntimeModelError(f"this {self.metadata.get('kind')} export has no {output!r} output "
                                     f"(it has {', '.join(self.metadata['outputs'])})")
-        src = zimages.batches(images, self.input_size, batch_size, self.method, value_range)
-        bar = Progress(len(src.sources) or None, f"{output} ({self.runtime})", progress)
-        outs, seen = [], []
-        for batch in src.dataset:
-            if isinstance(batch, tuple):
-                seen.append(batch[0].numpy())
-                batch = batch[1]
-            x = self._pixels(batch.numpy())
+
+        def call(x):
+            x = self._pixels(np.asarray(x))
             y = self.runner(**{self.input_name: x})[output]
-            if flip_tta:
-                y = 0.5 * (y + self.runner(**{self.input_name: x[:, :, ::-1]})[output])
-            outs.append(y)
-            bar.update(len(x))
-        bar.close()
-        sources, skipped = list(src.sources), list(src.skipped)
-        if seen:
-            got = np.concatenate(seen)
-            skipped += [(sources[i], "decode failed") for i in sorted(set(range(len(sources))) - set(got.tolist()))]
-            sources = [sources[i] for i in got]
-        if not outs:
-            raise zimages.ImageError(f"none of the {len(src.sources) + len(src.skipped)} images could be read")
-        return Embedded(np.concatenate(outs).astype(np.float32), sources, skipped)
+            return 0.5 * (y + self.runner(**{self.input_name: x[:, :, ::-1]})[output]) if flip_tta else y
+        r = inference.run(call, inference.resized(images, self.input_size, batch_size, self.method, value_range),
+                          what=f"{output} ({self.runtime})", progress=progress)
+        return r._replace(outputs=np.asarray(r.outputs, np.float32))
 
     def embed(self, images, batch_size: int | None = None, normalize: bool = False, progress: bool = True,
               return_sources: bool = False, value_range: str = "auto"):
@@ -220,12 +206,11 @@ class RuntimeModel:
 
     def run(self, images, batch_size: int | None = None, value_range: str = "auto") -> dict:
         """Every output of the graph (e.g. a few-shot head's probabilities, confidence, unknown)."""
-        src = zimages.batches(images, self.input_size, batch_size or self.batch_size, self.method, value_range)
-        outs = []
-        for batch in src.dataset:
-            batch = batch[1] if isinstance(batch, tuple) else batch
-            outs.append(self.runner(**{self.input_name: self._pixels(batch.numpy())}))
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        from zoo import inference
+
+        stream = inference.resized(images, self.input_size, batch_size or self.batch_size, self.method, value_range)
+        return inference.run(lambda x: self.runner(**{self.input_name: self._pixels(np.asarray(x))}), stream,
+                             what=f"run ({self.runtime})", progress=False).outputs
 
 
 # ---- compiling and opening -------------------------------------------------------------------

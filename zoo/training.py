@@ -219,9 +219,17 @@ def train(kind, backbone, train, val=None, *, strategy: tf.distribute.Strategy |
 
 
 def _backbone(backbone, size):
+    """A ZooModel from a registry name, a ZooModel, or a trained task (its fine-tuned backbone: e.g.
+    a classifier of the objects, the first step of the demo recipes)."""
     from zoo.model import ZooModel, load
 
-    return backbone if isinstance(backbone, ZooModel) else load(backbone, input_size=size)
+    if isinstance(getattr(backbone, "backbone", None), ZooModel):
+        return backbone.backbone
+    if isinstance(backbone, ZooModel):
+        return backbone
+    if not isinstance(backbone, (str, os.PathLike)):
+        raise RecipeError(f"backbone must be a registry name, a ZooModel or a trained task, not {type(backbone).__name__}")
+    return load(backbone, input_size=size)
 
 
 def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks, verbose, out_dir, history,
