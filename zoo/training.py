@@ -60,6 +60,9 @@ class TrainConfig:
     verbose: int | None = None
     run_eagerly: bool = False        # debug / one-step smoke runs: skips graph tracing
     backup_dir: str | None = None    # BackupAndRestore for the unfrozen phase: a killed job resumes its epoch
+    max_minutes: float | None = None  # wall-clock cap on both phases; the learning rate decays over it (see TimeBudget)
+    ema: float | None = None         # momentum of an exponential moving average of the weights (e.g. 0.99), used
+                                     # for validation, checkpoints and the returned model
 
 
 class TrainingSpec:
@@ -142,6 +145,94 @@ class Throughput(keras.callbacks.Callback):
             print(f"epoch {epoch + 1}: {self.n / dt:.1f} img/s, {dt:.0f}s", file=sys.stderr, flush=True)
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops ``fit`` once a wall-clock budget is spent (after the batch that crosses it; Keras still
+    validates that epoch), and writes the fraction spent into ``spent``, the variable a
+    :class:`BudgetCosine` schedule reads, so that the learning rate decays over the minutes given.
+
+    ``TimeBudget(seconds)`` counts from the start of ``fit``; ``deadline`` is a ``time.monotonic()``
+    instant shared by several fits (the trainer's two phases)."""
+
+    def __init__(self, seconds: float | None = None, *, deadline: float | None = None, spent=None):
+        super().__init__()
+        if (seconds is None) == (deadline is None):
+            raise RecipeError("give TimeBudget either seconds or deadline")
+        self.seconds, self.deadline, self.spent = seconds, deadline, spent
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        if self.seconds is not None:
+            self.deadline = self.start + self.seconds
+        self.stopped = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.spent is not None:
+            span = max(self.deadline - self.start, 1e-9)
+            self.spent.assign(min(1.0, (time.monotonic() - self.start) / span))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() >= self.deadline:
+            self.model.stop_training = self.stopped = True
+
+
+class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then cosine decay to ``alpha * peak``, over the training's progress:
+    the larger of the fraction of ``total_steps`` done and ``spent`` (a variable :class:`TimeBudget`
+    updates), so a time-capped run still ends at a low learning rate."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_fraction: float = 0.05, alpha: float = 0.01,
+                 spent=None):
+        self.peak, self.total, self.warmup, self.alpha, self.spent = peak, max(1, total_steps), warmup_fraction, alpha, spent
+
+    def __call__(self, step):
+        ops = keras.ops
+        p = ops.cast(step, "float32") / float(self.total)
+        if self.spent is not None:
+            p = ops.maximum(p, ops.cast(self.spent, "float32"))
+        p = ops.minimum(p, 1.0)
+        w = max(self.warmup, 1e-6)
+        warm = self.peak * p / w
+        cos = 0.5 * (1.0 + ops.cos(math.pi * ops.clip((p - w) / (1.0 - w), 0.0, 1.0)))
+        return ops.where(p < w, warm, self.peak * (self.alpha + (1.0 - self.alpha) * cos))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total, "warmup_fraction": self.warmup, "alpha": self.alpha}
+
+
+class AdamW(keras.optimizers.AdamW):
+    """Keras's AdamW whose moving average of the weights (``use_ema``) warms up: its momentum is
+    ``min(ema_momentum, (1 + t) / (10 + t))`` at step t (timm's ModelEmaV3), so a short run averages
+    its recent weights rather than its first ones."""
+
+    @property
+    def ema_momentum(self):
+        if not hasattr(self, "_iterations"):
+            return self._ema_target
+        t = keras.ops.cast(self.iterations, "float32")
+        return keras.ops.minimum(self._ema_target, (1.0 + t) / (10.0 + t))
+
+    @ema_momentum.setter
+    def ema_momentum(self, value):
+        self._ema_target = value
+
+    def get_config(self):
+        return {**super().get_config(), "ema_momentum": self._ema_target}
+
+
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's EMA swap (``swap_on_epoch``): validation, early stopping and checkpoints see the
+    averaged weights, and ``fit`` ends with them, also when a time budget stops it before its last
+    epoch (Keras's own callback settles them only after the last)."""
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.model.stop_training and epoch != self.params["epochs"] - 1:
+            self._finalize_ema_values()
+
+
 # ---- the trainer ----------------------------------------------------------------------------------
 def configure(spec: TrainingSpec, kwargs: dict):
     """(TrainConfig, the kind's options) from keyword arguments; unknown names are an error."""
@@ -180,6 +271,7 @@ def train(kind, backbone, train, val=None, *, strategy: tf.distribute.Strategy |
     keras.utils.set_random_seed(cfg.seed)
     policy = policy_for(cfg.precision)
     t0 = time.perf_counter()
+    deadline = budget_deadline(cfg, strategy)
     with strategy.scope(), dtype_policy(policy):
         body = _backbone(backbone, size).copy(size, {v: k for k, v in PRECISIONS.items()}[policy])
         task = spec.build(kind, body, names, cfg, opts)
@@ -187,23 +279,28 @@ def train(kind, backbone, train, val=None, *, strategy: tf.distribute.Strategy |
     before, kept = None, "head" if cfg.epochs <= 0 else "finetuned"
     if cfg.head_epochs > 0:
         history["phase_starts"].append(0)
+        head_deadline = deadline if deadline is None or cfg.epochs <= 0 else \
+            time.monotonic() + (deadline - time.monotonic()) / 3  # the head's share: a third at most
         if spec.cached_head:
-            h = fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose)
+            h = fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose, head_deadline)
             restored = False
         else:
             task.feature_network.trainable = False
             h, restored = fit_phase(task, spec, train, val, cfg, opts, cfg.head_epochs, cfg.head_lr, strategy,
-                                    callbacks, verbose, out_dir, history, backup=False)
+                                    callbacks, verbose, out_dir, history, backup=False, deadline=head_deadline)
             task.feature_network.trainable = True
         extend_history(history, h)
         before = phase_score(h.get(spec.monitor), spec.mode, restored)
-    if cfg.epochs > 0:
+    if cfg.epochs > 0 and deadline is not None and time.monotonic() >= deadline:
+        log.warning("the %s-minute budget was spent on the head phase: the backbone stays frozen", cfg.max_minutes)
+        kept = "head"
+    elif cfg.epochs > 0:
         history["phase_starts"].append(len(history.get("loss", [])))
         snapshot = Snapshot(task.keras_model) if before is not None else None
         with strategy.scope():
             unfreeze_backbone(task, cfg.unfreeze, cfg.freeze_bn)
         h, _ = fit_phase(task, spec, train, val, cfg, opts, cfg.epochs, cfg.lr, strategy, callbacks, verbose,
-                         out_dir, history, backup=True)
+                         out_dir, history, backup=True, deadline=deadline)
         extend_history(history, h)
         kept = keep_better(before, h.get(spec.monitor, []), snapshot, out_dir, mode=spec.mode)
     spec.finish(task, train, val, cfg, opts)
@@ -232,15 +329,28 @@ def _backbone(backbone, size):
     return load(backbone, input_size=size)
 
 
+def budget_deadline(cfg: TrainConfig, strategy) -> float | None:
+    """The ``time.monotonic()`` instant ``max_minutes`` ends at (None: no cap)."""
+    if cfg.max_minutes is None:
+        return None
+    if cfg.max_minutes <= 0:
+        raise RecipeError(f"max_minutes must be positive, not {cfg.max_minutes}")
+    if getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        raise RecipeError("max_minutes cannot cap multi-worker training (each worker's clock would stop it at "
+                          "another step); give epochs instead")
+    return time.monotonic() + 60.0 * cfg.max_minutes
+
+
 def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks, verbose, out_dir, history,
-              backup: bool):
-    """One phase of ``fit`` on the kind's datasets; returns (Keras history, whether the best epoch's
-    weights were restored at its end)."""
+              backup: bool, deadline: float | None = None):
+    """One phase of ``fit`` on the kind's datasets, stopped at ``deadline`` (``time.monotonic()``);
+    returns (Keras history, whether the best epoch's weights were restored at its end)."""
     steps = spec.steps(train, cfg)
     tds = shard_by_data(spec.dataset(task, train, cfg, opts, training=True))
     vds = shard_by_data(spec.dataset(task, val, cfg, opts, training=False)) if val is not None else None
     with strategy.scope():
-        opt = cosine_adamw(lr, steps * epochs, cfg.weight_decay, cfg.warmup_fraction)
+        spent = keras.Variable(0.0, trainable=False, name="budget_spent") if deadline is not None else None
+        opt = cosine_adamw(lr, steps * epochs, cfg.weight_decay, cfg.warmup_fraction, spent=spent, ema=cfg.ema)
         if cfg.clipnorm:
             opt.global_clipnorm = cfg.clipnorm  # read when gradients are applied
         task.keras_model.compile(opt, spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts),
@@ -251,6 +361,10 @@ def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks
     folder = backup_dir_for(cfg.backup_dir, strategy) if backup else None
     if folder is not None:
         cbs.insert(0, keras.callbacks.BackupAndRestore(str(folder)))
+    if cfg.ema:
+        cbs.insert(0, EMAWeights())  # first: the callbacks after it score and save the averaged weights
+    if deadline is not None:
+        cbs.insert(0, TimeBudget(deadline=deadline, spent=spent))
     monitor = spec.monitor if val is not None and spec.monitored(cfg, opts) else None
     cbs = fit_callbacks(monitor, cfg.patience, out_dir if worker_role(strategy)[0] else None,
                         [*cbs, Throughput(steps * cfg.batch_size, verbose), *(callbacks or [])], spec.mode)
@@ -259,14 +373,15 @@ def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks
     return h.history, monitor is not None and cfg.patience is not None
 
 
-def fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose) -> dict:
+def fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verbose, deadline=None) -> dict:
     """The head phase on cached pooled features: the frozen body runs once over train and val."""
     feats = embed_labelled(task, train, cfg.batch_size, "cache features")
     vfeats = embed_labelled(task, val, cfg.batch_size, "cache val features") if val is not None else None
     with strategy.scope():
         head_in = keras.Input((task.feature_dim,))
         head_model = keras.Model(head_in, task.head(head_in))
-        head_model.compile(keras.optimizers.AdamW(cfg.head_lr, weight_decay=cfg.weight_decay),
+        head_model.compile(AdamW(cfg.head_lr, weight_decay=cfg.weight_decay, use_ema=bool(cfg.ema),
+                                 ema_momentum=cfg.ema or 0.99),
                            spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts), jit_compile=use_xla())
     multi_worker_fit_fix(head_model, strategy)
 
@@ -276,9 +391,10 @@ def fit_cached_head(task, spec, train, val, cfg, opts, strategy, callbacks, verb
             ds = ds.shuffle(len(f[0]), seed=cfg.seed, reshuffle_each_iteration=True)
         return shard_by_data(ds.batch(256))
 
+    cbs = [*([TimeBudget(deadline=deadline)] if deadline is not None else []), *([EMAWeights()] if cfg.ema else []),
+           *(callbacks or [])]
     h = head_model.fit(dataset(feats, True), epochs=cfg.head_epochs, verbose=0 if verbose == 1 else verbose,
-                       validation_data=dataset(vfeats, False) if vfeats else None, callbacks=list(callbacks or []),
-                       shuffle=False)
+                       validation_data=dataset(vfeats, False) if vfeats else None, callbacks=cbs, shuffle=False)
     return h.history
 
 
@@ -355,11 +471,19 @@ def unfreeze_backbone(model, unfreeze="all", freeze_bn: bool = True):
         layer.trainable = i >= start and not (freeze_bn and isinstance(layer, keras.layers.BatchNormalization))
 
 
-def cosine_adamw(lr: float, total_steps: int, weight_decay: float, warmup_fraction: float = 0.05):
-    """AdamW with cosine decay after a linear warm-up."""
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, total_steps, alpha=0.01, warmup_target=lr, warmup_steps=max(1, int(warmup_fraction * total_steps)))
-    return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+def cosine_adamw(lr: float, total_steps: int, weight_decay: float, warmup_fraction: float = 0.05, spent=None,
+                 ema: float | None = None):
+    """AdamW with cosine decay after a linear warm-up; over a time budget too when ``spent`` (the
+    variable :class:`TimeBudget` updates) is given; ``ema``: the momentum of a moving average of the
+    weights kept by the optimizer (see :class:`EMAWeights`)."""
+    if spent is not None:
+        schedule = BudgetCosine(lr, total_steps, warmup_fraction, alpha=0.01, spent=spent)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total_steps, alpha=0.01, warmup_target=lr, warmup_steps=max(1, int(warmup_fraction * total_steps)))
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise RecipeError(f"ema is the moving average's momentum, between 0 and 1 (e.g. 0.99), not {ema}")
+    return AdamW(schedule, weight_decay=weight_decay, use_ema=bool(ema), ema_momentum=ema or 0.99)
 
 
 def fit_callbacks(monitor: str | None, patience: int | None, out_dir=None, extra=(), mode: str = "max"):
@@ -444,4 +568,4 @@ def holdout(train, val, fraction: float, seed: int):
 __all__ = ["TrainConfig", "TrainingSpec", "train", "configure", "fit_phase", "fit_cached_head", "embed_labelled",
            "unfreeze_backbone", "cosine_adamw", "fit_callbacks", "Snapshot", "keep_better", "extend_history",
            "use_xla", "verbosity", "policy_for", "worker_role", "backup_dir_for", "shard_by_data", "holdout",
-           "Throughput"]
+           "Throughput", "TimeBudget", "BudgetCosine", "EMAWeights", "budget_deadline"]
