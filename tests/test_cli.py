@@ -77,8 +77,10 @@ def test_kinds_train_and_predict_any_kind(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "multilabel", str(tmp_path / "labels.csv"), "--out", str(out), "--backbone",
                  "efficientnet_lite0", "--input-size", "32", "--head-epochs", "3", "--epochs", "0",
-                 "--set", "val_fraction=0.25", "--set", "verbose=0"]) == 0
+                 "--minutes", "5", "--ema", "0.9", "--set", "val_fraction=0.25", "--set", "verbose=0"]) == 0
     assert "saved the multilabel" in capsys.readouterr().out and (out / "curves.png").is_file()
+    cfg = __import__("zoo").load(out / "model").training_config
+    assert cfg["max_minutes"] == 5 and cfg["ema"] == 0.9
     assert main(["predict", str(out / "model"), str(tmp_path / "0.png"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got[0]["image"].endswith("0.png") and set(got[0]["labels"]) <= {"red", "blue"}

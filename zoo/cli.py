@@ -291,7 +291,8 @@ def _cmd_train(a):
     else:
         train, val = kind.training.read(a.data), None
     settings = {k: v for k, v in (("epochs", a.epochs), ("head_epochs", a.head_epochs), ("batch_size", a.batch_size),
-                                  ("lr", a.lr), ("input_size", a.input_size)) if v is not None}
+                                  ("lr", a.lr), ("input_size", a.input_size), ("max_minutes", a.minutes),
+                                  ("ema", a.ema)) if v is not None}
     task = kind.train(train, val, backbone=a.backbone, out_dir=out, seed=a.seed, **settings, **dict(a.set or []))
     folder = task.save(out / "model")
     print(f"saved the {a.kind} to {folder} (kept the {task.training_config.get('kept')} phase; "
@@ -495,6 +496,9 @@ def build_parser(plugins=None, command: str | None = None):
     s.add_argument("--batch-size", type=positive_int)
     s.add_argument("--lr", type=positive_float, help="peak learning rate once unfrozen")
     s.add_argument("--input-size", type=positive_int)
+    s.add_argument("--minutes", type=positive_float, help="wall-clock cap on training; the learning rate decays over "
+                                                         "it (give more epochs than fit: the clock ends the run)")
+    s.add_argument("--ema", type=fraction, help="keep a moving average of the weights with this momentum (e.g. 0.99)")
     s.add_argument("--n-train", type=positive_int, default=2000, help="training examples of a named demo dataset")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", type=_setting, action="append", metavar="KEY=VALUE",
