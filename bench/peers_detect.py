@@ -60,7 +60,9 @@ GLUE = {
         "letterboxed pixels, 'labels': (B, M)}, padding rows -1; class ids 0..9 unchanged (no offset)",
         "training: compile() defaults (Adam 5e-5, Huber + BinaryFocalCrossentropy, sum reduction)",
         "evaluation: its own NonMaxSuppression decoder re-set with confidence_threshold 0.05 (shipped 0.5), its "
-        "iou_threshold 0.5 and class-agnostic NMS kept; boxes mapped from the canvas back to scene pixels",
+        "iou_threshold 0.5 and class-agnostic NMS kept; boxes mapped from the canvas back to scene pixels; "
+        "predict on whole batches only (the last one padded): its NMS needs a static batch size and fails on "
+        "Keras's retrace for a smaller last batch ('Expected int32, but got None')",
     ],
     "yolov8": [
         "pyramid adapter: a keras_cv Backbone with the same graph, each level behind an Identity layer named "
@@ -226,7 +228,11 @@ def peer_detections(model, data, size: int, batch_size: int, label_key: str) -> 
 
     canvases, _, _ = letterbox_set(data, size)
     _, scale, pad = zimages.letterbox(data.images[0], size)   # the scenes share one shape
-    out = model.predict(canvases.astype(np.float32), batch_size=batch_size, verbose=0)
+    # whole batches only: keras-hub's NonMaxSuppression needs a static batch size (ops.zeros([batch_size])), and
+    # Keras retraces predict with an unknown one for a last, smaller batch
+    n = len(canvases)
+    padded = np.concatenate([canvases, np.zeros((-n % batch_size, *canvases.shape[1:]), canvases.dtype)])
+    out = model.predict(padded.astype(np.float32), batch_size=batch_size, verbose=0)
     dets = []
     for i in range(len(canvases)):
         k = int(out["num_detections"][i])
