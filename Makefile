@@ -5,7 +5,7 @@ setup:
 demo: setup  ## fine-tune efficientnet_lite0 on Fashion-MNIST offline, print test accuracy
 	.venv/bin/python -m recipes.finetune_fashion_mnist
 
-test: setup  ## the whole test suite (about 45 minutes with setup on the 2-core AVX2 CPU)
+test: setup  ## the whole test suite (about 48 minutes with setup on the 2-core AVX2 CPU, 32 on the AVX-512 one)
 	.venv/bin/python -m pytest -q --durations=15
 
 test-fast: setup

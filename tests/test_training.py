@@ -59,7 +59,7 @@ def _expected_val(clf, key="val_accuracy"):
 def test_ema_weights_are_the_ones_validated_and_returned(lite0_64, small):
     """With ``ema`` the epochs are scored on the averaged weights and training ends with them."""
     tr, val = small
-    kw = dict(epochs=2, head_epochs=2, batch_size=32, patience=None, verbose=0)
+    kw = dict(epochs=1, head_epochs=1, batch_size=32, patience=None, verbose=0)
     clf = lite0_64.finetune(tr, val, ema=0.9, **kw)
     assert clf.evaluate(val)["accuracy"] == pytest.approx(_expected_val(clf), abs=1e-6)
     assert clf.training_config["ema"] == 0.9
