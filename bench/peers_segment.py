@@ -3,7 +3,7 @@ the same network input size, the same EfficientNet-Lite0 pyramid (ImageNet weigh
 wall-clock training budget for every model.
 
     python bench/peers_segment.py                         # 20 min each: the budget
-    python bench/peers_segment.py --minutes 6 --input-size 128   # a shorter look (what the README reports)
+    python bench/peers_segment.py --minutes 8 --models unet deeplabv3plus hub   # what the README reports
 
 Models (``--models``):
 - ``unet``, ``deeplabv3plus``: the zoo's segmenter (``zoo.tasks.segmenter``) through the one trainer:
