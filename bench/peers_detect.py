@@ -10,7 +10,7 @@ budget, then scored by the same COCO code (``zoo.tasks.detector.metrics.coco_met
 
 The zoo trains with ``recipes.detect_scenes``'s settings through the recipe's own trainer
 (``recipes.detection.train``) but without its item-classifier step: all three start from the plain
-ImageNet ``efficientnet_lite0``. One deadline (``_StopAfter``) covers each model's whole training,
+ImageNet ``efficientnet_lite0``. One deadline (``zoo.training.TimeBudget``) covers each model's whole training,
 both of the zoo's phases together (the zoo's own ``max_minutes`` too, whose learning rate decays over
 the budget; the peers keep their shipped constant rates). The zoo's
 training time includes its own validation (COCO mAP every 2 epochs, the monitor that keeps the better
@@ -76,42 +76,6 @@ GLUE = {
         "iou_threshold 0.7 and class-agnostic NMS kept; boxes mapped from the canvas back to scene pixels",
     ],
 }
-
-
-def _stop_after(seconds: float):
-    """A Keras callback that stops ``fit`` once ``seconds`` have passed since the first ``on_train_begin`` it
-    saw: one deadline across several fits (the zoo's frozen and unfrozen phases). Keras finishes the
-    current step (and a later fit's first step) and its epoch end; ``seconds_used`` says what was used."""
-    import keras
-
-    class _StopAfter(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.start = self.deadline = self.end = None
-            self.steps = 0
-
-        @property
-        def seconds_used(self) -> float:
-            return (self.end or time.perf_counter()) - self.start
-
-        def on_train_begin(self, logs=None):
-            if self.start is None:
-                self.start = time.perf_counter()
-                self.deadline = self.start + seconds
-            self._check()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.steps += 1
-            self._check()
-
-        def on_train_end(self, logs=None):
-            self.end = time.perf_counter()
-
-        def _check(self):
-            if time.perf_counter() >= self.deadline:
-                self.model.stop_training = True
-
-    return _StopAfter()
 
 
 # ---- the zoo ------------------------------------------------------------------------------------------
@@ -248,14 +212,18 @@ def run_model(name, train, val, test, shifted, a) -> dict:
     """Train ``name`` under the budget, score it on test and shifted scenes."""
     from zoo.tasks.detector.metrics import coco_metrics
 
-    stop = _stop_after(a.minutes * 60)
+    from zoo.training import TimeBudget
+
+    stop = TimeBudget(a.minutes * 60)  # one deadline across the zoo's two fits; counts the steps
     t0 = time.perf_counter()
     if name == "zoo":
         det, losses = train_zoo(train, val, a, stop)
+        train_s = time.perf_counter() - t0
         r, rs = det.evaluate(test), det.evaluate(shifted)
     else:
         model, label_key, for_eval, losses = train_peer({"retinanet": build_retinanet, "yolov8": build_yolov8}[name],
                                                         train, a, stop)
+        train_s = time.perf_counter() - t0
         for_eval()
         r, rs = (coco_metrics(d.boxes, d.labels, peer_detections(model, d, a.input_size, a.batch_size, label_key),
                               d.class_names) for d in (test, shifted))
@@ -264,7 +232,7 @@ def run_model(name, train, val, test, shifted, a) -> dict:
     return {"mAP": rd(r["mAP"]), "mAP50": rd(r["mAP50"]), "mAP75": rd(r["mAP75"]), "AR100": rd(r["AR100"]),
             "per_class_AP": {k: rd(v) for k, v in r["per_class"].items()},
             "n_detections": r["n_detections"], "shifted_mAP": rd(rs["mAP"]), "shifted_mAP50": rd(rs["mAP50"]),
-            "train_minutes": round(stop.seconds_used / 60, 2), "steps": stop.steps,
+            "train_minutes": round(train_s / 60, 2), "steps": stop.steps,
             "epochs": round(stop.steps / per_epoch, 2), "loss_first_epoch": rd(losses[0]) if losses else None,
             "loss_last_epoch": rd(losses[-1]) if losses else None,
             "wall_minutes": round((time.perf_counter() - t0) / 60, 2)}
@@ -277,13 +245,6 @@ def ratios(results: dict) -> dict:
         return {}
     return {m: {k: (round(z[k] / r[k], 2) if r[k] else None) for k in ("mAP50", "mAP")}
             for m, r in results.items() if m != "zoo" and "mAP" in r}
-
-
-def write_atomic(path: Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -305,6 +266,7 @@ def main(argv=None):
         print(f"{m} glue:\n  - " + "\n  - ".join(GLUE[m]), flush=True)
 
     from recipes import detection
+    from zoo.io import atomic_write
 
     size = RECIPE["size"]
     train, val = detection.scenes(("train", "val"), n={"train": a.n_train, "val": a.n_val}, size=size)
@@ -322,7 +284,8 @@ def main(argv=None):
             traceback.print_exc()
             results[m] = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps({m: results[m]}, default=float), flush=True)
-        write_atomic(Path(a.out), {**summary, "models": results, "zoo_over_peer": ratios(results)})
+        atomic_write(a.out, json.dumps({**summary, "models": results, "zoo_over_peer": ratios(results)}, indent=2,
+                                       default=float))
     print(f"\nload average now: {os.getloadavg()[0]:.1f} (shared machines make times pessimistic)")
     print(f"{'model':10} {'mAP':>6} {'mAP50':>6} {'shift mAP50':>11} {'train min':>9} {'steps':>6} {'epochs':>7} "
           f"{'loss first->last':>17}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -112,13 +111,6 @@ def score(predict, scenes, class_names, size: int) -> dict:
             "per_class_iou": {k: None if v is None else round(v, 3) for k, v in r["per_class_iou"].items()}}
 
 
-def write_atomic(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -131,6 +123,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     print(cpu_line(), flush=True)
     from recipes.scenes import scenes
+    from zoo.io import atomic_write
     from zoo.tasks.segmenter.data import as_arrays
     from zoo.tasks.segmenter.train import _Arrays
 
@@ -147,7 +140,7 @@ def main(argv=None):
             predict, facts = hub_model(*arrays, a, lr=1e-3 if name == "hub-zoo-lr" else None)
         rows[name] = {**facts, **{style: score(predict, t, names, a.input_size) for style, t in tests.items()}}
         print(json.dumps({name: rows[name]}), flush=True)
-        write_atomic(Path(a.out), json.dumps({"cpu": cpu_line(), "settings": vars(a), "models": rows}, indent=2))
+        atomic_write(a.out, json.dumps({"cpu": cpu_line(), "settings": vars(a), "models": rows}, indent=2))
     best_peer = max((r["default"]["mIoU"], n) for n, r in rows.items() if n.startswith("hub")) \
         if any(n.startswith("hub") for n in rows) else None
     print(f"\n{cpu_line()}\n{'model':14} {'test mIoU':>9} {'pix acc':>8} {'shifted':>8} {'epochs':>6} {'train min':>9}"

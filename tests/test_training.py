@@ -46,6 +46,10 @@ def test_time_budget_stops_fit_mid_run():
     t = time.monotonic()
     h = model.fit(x, y, epochs=100_000, batch_size=8, verbose=0, callbacks=[budget])
     assert budget.stopped and 1.0 <= time.monotonic() - t < 20 and len(h.history["loss"]) < 100_000
+    steps = budget.steps
+    assert steps >= 1
+    model.fit(x, y, epochs=100, batch_size=8, verbose=0, callbacks=[budget])  # a second fit: the budget is spent
+    assert budget.steps == steps + 1
     with pytest.raises(RecipeError, match="either seconds or deadline"):
         TimeBudget()
 

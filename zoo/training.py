@@ -150,18 +150,20 @@ class TimeBudget(keras.callbacks.Callback):
     validates that epoch), and writes the fraction spent into ``spent``, the variable a
     :class:`BudgetCosine` schedule reads, so that the learning rate decays over the minutes given.
 
-    ``TimeBudget(seconds)`` counts from the start of ``fit``; ``deadline`` is a ``time.monotonic()``
-    instant shared by several fits (the trainer's two phases)."""
+    ``TimeBudget(seconds)`` counts from the start of the first ``fit`` it is given to (one budget
+    across several fits); ``deadline`` is a ``time.monotonic()`` instant (the trainer's two phases).
+    ``steps`` counts the training steps run."""
 
     def __init__(self, seconds: float | None = None, *, deadline: float | None = None, spent=None):
         super().__init__()
         if (seconds is None) == (deadline is None):
             raise RecipeError("give TimeBudget either seconds or deadline")
         self.seconds, self.deadline, self.spent = seconds, deadline, spent
+        self.steps = 0
 
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
-        if self.seconds is not None:
+        if self.deadline is None:
             self.deadline = self.start + self.seconds
         self.stopped = False
 
@@ -171,6 +173,7 @@ class TimeBudget(keras.callbacks.Callback):
             self.spent.assign(min(1.0, (time.monotonic() - self.start) / span))
 
     def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
         if time.monotonic() >= self.deadline:
             self.model.stop_training = self.stopped = True
 
@@ -243,6 +246,8 @@ def configure(spec: TrainingSpec, kwargs: dict):
         raise RecipeError(f"unknown training settings {unknown}: every kind takes {sorted(common)}"
                           + (f"; this one also {sorted(own)}" if own else ""))
     cfg = TrainConfig(**{**spec.defaults, **{k: v for k, v in kwargs.items() if k in common}})
+    if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:  # checked here: the cached head builds its own optimizer
+        raise RecipeError(f"ema is the moving average's momentum, between 0 and 1 (e.g. 0.99), not {cfg.ema}")
     opts = spec.options(**{k: v for k, v in kwargs.items() if k in own}) if spec.options else None
     return cfg, opts
 
@@ -481,8 +486,6 @@ def cosine_adamw(lr: float, total_steps: int, weight_decay: float, warmup_fracti
     else:
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, total_steps, alpha=0.01, warmup_target=lr, warmup_steps=max(1, int(warmup_fraction * total_steps)))
-    if ema is not None and not 0.0 < ema < 1.0:
-        raise RecipeError(f"ema is the moving average's momentum, between 0 and 1 (e.g. 0.99), not {ema}")
     return AdamW(schedule, weight_decay=weight_decay, use_ema=bool(ema), ema_momentum=ema or 0.99)
 
 
