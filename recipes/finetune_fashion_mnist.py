@@ -21,22 +21,27 @@ FULL = dict(subset=None, input_size=64, epochs=4, head_epochs=10, lr=5e-4, augme
 
 
 def run(model="efficientnet_lite0", out="runs/fmnist", subset=None, input_size=64, epochs=3,
-        head_epochs=10, lr=5e-4, augment="light", val_fraction=0.1, batch_size=64, seed=0, verbose=None) -> dict:
-    """Fine-tune, save, and evaluate on the 10k test set, plain and with flip test-time augmentation."""
+        head_epochs=10, lr=5e-4, augment="light", val_fraction=0.1, batch_size=64, seed=0, verbose=None,
+        **train_options) -> dict:
+    """Fine-tune, save, and evaluate on the 10k test set, plain and with flip test-time augmentation.
+
+    ``train_options``: further :class:`zoo.training.TrainConfig` settings (``max_minutes``, ``ema``...)."""
     t0 = time.perf_counter()
     train, test = data.fashion_mnist("train"), data.fashion_mnist("test")
     if subset:
         train = train.subset(total=subset, seed=seed)
     m = zoo.load(model, input_size=input_size)
     clf = m.finetune(train, epochs=epochs, head_epochs=head_epochs, lr=lr, augment=augment,
-                     val_fraction=val_fraction, batch_size=batch_size, out_dir=out, seed=seed, verbose=verbose)
+                     val_fraction=val_fraction, batch_size=batch_size, out_dir=out, seed=seed, verbose=verbose,
+                     **train_options)
     train_s = time.perf_counter() - t0
     clf.save(Path(out) / "model")  # beside the plots: saving replaces its folder whole
     result = clf.evaluate(test, plot=Path(out) / "confusion_test.png")
     tta = clf.evaluate(test, tta=True)
     summary = {
         "model": model, "input_size": input_size, "train_images": len(train), "validation_split": val_fraction, "epochs": epochs,
-        "head_epochs": head_epochs, "lr": lr, "augment": augment,
+        "head_epochs": head_epochs, "lr": lr, "augment": augment, **train_options,
+        "kept": clf.training_config.get("kept"),
         "test_accuracy": round(result["accuracy"], 4),
         "test_accuracy_flip_tta": round(tta["accuracy"], 4), "test_images": result["n"],
         "train_seconds": round(train_s), "total_seconds": round(time.perf_counter() - t0), "out": str(out),
