@@ -2,8 +2,8 @@
 same EfficientNet-Lite0 ImageNet weights, the same 64 px input and the same wall-clock training
 budget for every model; every model is scored on the 10,000 test images, plain and with flip TTA.
 
-    python bench/peers_classify.py                        # 20 min each: the budget
-    python bench/peers_classify.py --minutes 8            # what the README reports
+    python bench/peers_classify.py                        # 20 min each: the budget (the README's run)
+    python bench/peers_classify.py --minutes 8 --models zoo zoo-ema   # what ema gives, in less time
 
 Models (``--models``):
 - ``zoo``: the main job's recipe (``recipes.finetune_fashion_mnist``, its ``FULL`` settings) through
@@ -12,7 +12,9 @@ Models (``--models``):
   5% of the training images held out to pick the better phase.
 - ``zoo-ema``: the same with ``ema=0.999`` (the trainer's moving average of the weights).
 - ``plain``: the plain Keras transfer-learning recipe (bench/finetune.py's ``--baseline``: one
-  head-only epoch, then the whole network at 1e-4, flips only), in the same minutes.
+  head-only epoch, then the whole network at 1e-4, flips only), in the same minutes. It runs
+  through the same trainer, so it shares the zoo's AdamW, budget cosine, label smoothing and
+  frozen BatchNorm: it isolates the recipe's settings, not the trainer.
 - ``timm``: timm's ``tf_efficientnet_lite0`` (the architecture of these weights: TensorFlow "same"
   padding) with the same Lite0 checkpoint, trained as timm's ``train.py`` does by default: SGD with
   Nesterov momentum 0.9, lr 0.1 x batch/256, weight decay 2e-5, cosine decay with a warm-up of 5/300
