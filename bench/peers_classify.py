@@ -3,14 +3,17 @@ same EfficientNet-Lite0 ImageNet weights, the same 64 px input and the same wall
 budget for every model; every model is scored on the 10,000 test images, plain and with flip TTA.
 
     python bench/peers_classify.py                        # 20 min each: the budget (the README's run)
-    python bench/peers_classify.py --minutes 8 --models zoo zoo-ema   # what ema gives, in less time
+    python bench/peers_classify.py --minutes 5 --models zoo zoo-ema zoo-bn zoo-erase   # one change each
+    python bench/peers_classify.py --models zoo --input-size 80 --out-dir runs/bench_peers_classify_80
 
 Models (``--models``):
 - ``zoo``: the main job's recipe (``recipes.finetune_fashion_mnist``, its ``FULL`` settings) through
   the one trainer: the head on cached frozen features, then the whole network with BatchNorm frozen,
   AdamW with cosine decay over the budget (``max_minutes``), light augmentation, label smoothing,
   5% of the training images held out to pick the better phase.
-- ``zoo-ema``: the same with ``ema=0.999`` (the trainer's moving average of the weights).
+- ``zoo-ema``, ``zoo-bn``, ``zoo-erase``: the same with one setting changed: ``ema=0.999`` (the
+  trainer's moving average of the weights), BatchNorm trained (``freeze_bn=False``), random erasing
+  added to the light augmentation.
 - ``plain``: the plain Keras transfer-learning recipe (bench/finetune.py's ``--baseline``: one
   head-only epoch, then the whole network at 1e-4, flips only), in the same minutes. It runs
   through the same trainer, so it shares the zoo's AdamW, budget cosine, label smoothing and
@@ -44,7 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench._common import cpu_line, fashion_mnist  # noqa: E402
 
-MODELS = ("zoo", "zoo-ema", "plain", "timm")
+# the zoo's recipe with one setting changed (the steps tried towards the target)
+VARIANTS = {"zoo": {}, "zoo-ema": {"ema": 0.999}, "zoo-bn": {"freeze_bn": False},
+            "zoo-erase": {"augment": ["flip", "shift", "erase"]}}
+MODELS = (*VARIANTS, "plain", "timm")
 
 
 def keras_recipe(name: str, a) -> dict:
@@ -57,7 +63,7 @@ def keras_recipe(name: str, a) -> dict:
                 val_fraction=FULL["val_fraction"], max_minutes=a.minutes, patience=None, verbose=2)
     else:
         cfg = dict(FULL, input_size=a.input_size, epochs=1000, verbose=2)
-        s = run(out=out, **cfg, max_minutes=a.minutes, **({"ema": 0.999} if name == "zoo-ema" else {}))
+        s = run(out=out, **{**cfg, **VARIANTS[name]}, max_minutes=a.minutes)
     return {"accuracy": s["test_accuracy"], "accuracy_flip_tta": s["test_accuracy_flip_tta"],
             "train_minutes": round(s["train_seconds"] / 60, 2), "kept": s["kept"]}
 

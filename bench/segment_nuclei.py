@@ -17,7 +17,7 @@ Detection with Star-convex Polygons", MICCAI 2018, Table 1, DSB2018 at IoU 0.5):
 (10% of 497 fluorescence images) after training on about 450 for 100 epochs; this one trains on half
 of one image for minutes and tests on the other half (57 nuclei), so it is a rough yardstick only.
 
-    python bench/segment_nuclei.py                  # about 10 min on a 2-core CPU (9.5 min of training)
+    python bench/segment_nuclei.py                  # 4 min on the 2-core AVX-512 EPYC (3.8 of training), 10 elsewhere
     python bench/segment_nuclei.py --head deeplabv3plus
 
 stardist is installed ``--no-deps`` (it declares TensorFlow 2 plug-ins); only its data files are read.
