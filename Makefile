@@ -5,7 +5,7 @@ setup:
 demo: setup  ## fine-tune efficientnet_lite0 on Fashion-MNIST offline, print test accuracy
 	.venv/bin/python -m recipes.finetune_fashion_mnist
 
-test: setup  ## the whole test suite (21 min with setup on the 2-core AVX-512 AMD EPYC at dfb40a7; 48 on the AVX2 one before the harness cut)
+test: setup  ## the whole test suite (22 min with setup on the 2-core AVX-512 AMD EPYC at 2befc1f; 48 on the AVX2 one before the harness cut)
 	.venv/bin/python -m pytest -q --durations=15
 
 test-fast: setup

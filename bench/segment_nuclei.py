@@ -14,7 +14,7 @@ Writes ``nuclei.png`` (image, truth, prediction, baseline) and ``curves.png`` un
 Printed beside them, for scale, StarDist's published figure on this data set (Schmidt et al., "Cell
 Detection with Star-convex Polygons", MICCAI 2018, Table 1, DSB2018 at IoU 0.5): TP/(TP+FP+FN) 0.8641
 (U-Net 3 class 0.8060, Mask R-CNN 0.8323). The test differs: theirs pools about 50 held-out images
-(10% of 497 fluorescence images) after training on about 450 for 100 epochs; this one trains on half
+(10% of 497 fluorescence images) after training on about 450; this one trains on half
 of one image for minutes and tests on the other half (57 nuclei), so it is a rough yardstick only.
 
     python bench/segment_nuclei.py                  # 4 min on the 2-core AVX-512 EPYC (3.8 of training), 10 elsewhere
@@ -214,7 +214,7 @@ def main():
         print(f"{name:14} {r['foreground_iou']:7.3f} {r['f1']:7.3f} {r['precision']:6.3f} {r['recall']:6.3f} "
               f"{r['accuracy']:13.3f}")
     for name, acc in STARDIST_PAPER.items():
-        print(f"{name:14} {'':7} {'':7} {'':6} {'':6} {acc:13.3f}  (published: 50 DSB2018 test images, not this half)")
+        print(f"{name:14} {'':7} {'':7} {'':6} {'':6} {acc:13.3f}  (published: about 50 DSB2018 test images, not this half)")
     print(f"ratios to the baseline: fg IoU {ours['foreground_iou'] / max(baseline['foreground_iou'], 1e-9):.2f}x, "
           f"F1 {ours['f1'] / max(baseline['f1'], 1e-9):.2f}x; training {train_s / 60:.1f} min")
 
