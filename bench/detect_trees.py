@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from bench._common import cpu_line  # noqa: E402
 
 TEST_IMAGE = "OSBS_029"
+# scale jitter 0.8-1.25 and little hue change (crowns are green), over the "default" preset's colour jitter
+AUGMENTS = {"upright": {"flip": True, "scale": (0.8, 1.25), "hue": 0.02}, "overhead": "overhead"}
 
 
 def deepforest_data() -> Path:
@@ -61,6 +63,21 @@ def matched_recall_precision(truth, predicted, iou: float = 0.4) -> tuple[float,
     return good.sum() / len(t), good.sum() / len(p), float(ious[r, c][good].mean()) if good.any() else 0.0
 
 
+def unlabelled_crops(paths, size: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size`` px crops (uint8) from the images at ``paths``, each image's share by area."""
+    from zoo.images import read_image
+
+    images = [np.clip(np.round(read_image(p)), 0, 255).astype(np.uint8) for p in paths]
+    rng = np.random.default_rng(seed)
+    area = np.array([(im.shape[0] - size + 1) * (im.shape[1] - size + 1) for im in images], float)
+    which = rng.choice(len(images), n, p=area / area.sum())
+    out = np.empty((n, size, size, 3), np.uint8)
+    for k, i in enumerate(which):
+        y, x = rng.integers(0, images[i].shape[0] - size + 1), rng.integers(0, images[i].shape[1] - size + 1)
+        out[k] = images[i][y:y + size, x:x + size]
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="efficientnet_lite0")
@@ -70,6 +87,13 @@ def main():
     p.add_argument("--unfreeze-epochs", type=int, default=8)
     p.add_argument("--unfreeze", default="2", help="'all' or the last N pyramid stages")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--augment", default="overhead", choices=sorted(AUGMENTS),
+                   help="overhead: every orientation (flips and quarter turns); upright: left-right flips only")
+    p.add_argument("--simclr-epochs", type=int, default=0,
+                   help="first pre-train the backbone with SimCLR on unlabelled crops of the training images and "
+                        "SOAP_031 (no labels read; never OSBS_029) for this many epochs (0: ImageNet weights as they are)")
+    p.add_argument("--simclr-crops", type=int, default=2048, help="how many unlabelled crops")
+    p.add_argument("--simclr-size", type=int, default=128, help="crop side and SimCLR's input size")
     p.add_argument("--score", type=float, default=0.3, help="score threshold for DeepForest's recall/precision")
     p.add_argument("--out", default="runs/bench_trees")
     a = p.parse_args()
@@ -93,10 +117,20 @@ def main():
           f"test: {TEST_IMAGE} ({len(test.boxes[0])} crowns)", flush=True)
 
     t0 = time.perf_counter()
+    backbone = a.backbone
+    if a.simclr_epochs:
+        from recipes import simclr
+
+        sources = [s for s, n in zip(data.sources, names) if n != TEST_IMAGE] + [str(deepforest_data() / "SOAP_031.png")]
+        crops = unlabelled_crops(sources, a.simclr_size, a.simclr_crops)
+        backbone = simclr.pretrain(crops, backbone=a.backbone, input_size=a.simclr_size, epochs=a.simclr_epochs,
+                                   batch_size=32, out_dir=Path(a.out) / "simclr")
+        print(f"SimCLR: {a.simclr_epochs} epochs of {len(crops)} crops ({a.simclr_size} px) from "
+              f"{len(sources)} images, {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     unfreeze = a.unfreeze if a.unfreeze == "all" else int(a.unfreeze)
-    det = detection.train(train, val, backbone=a.backbone, input_size=a.size, head_epochs=a.epochs,
+    det = detection.train(train, val, backbone=backbone, input_size=a.size, head_epochs=a.epochs,
                           epochs=a.unfreeze_epochs, unfreeze=unfreeze, batch_size=a.batch,
-                          augment={"flip": True, "scale": (0.8, 1.25), "hue": 0.02}, out_dir=a.out, verbose=2)
+                          augment=AUGMENTS[a.augment], out_dir=a.out, verbose=2)
     train_s = time.perf_counter() - t0
     r = det.evaluate(test)
     found = det.detect(test.images, score_threshold=a.score)[0]

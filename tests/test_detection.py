@@ -194,9 +194,9 @@ def test_augmentation_moves_boxes_with_pixels():
     img[20:50, 30:70] = 255.0                      # a white block: its box is (30, 20, 70, 50)
     boxes = np.array([[30, 20, 70, 50], [-1, -1, -1, -1]], np.float32)
     labels = np.array([3, -1], np.int32)
-    cfg = {"flip": True, "scale": (0.6, 1.6)}
-    checked = 0
-    for i in range(24):
+    checked, turned = 0, 0
+    for i in range(48):
+        cfg = {"flip": True, "scale": (0.6, 1.6), **({"vflip": True, "transpose": True} if i >= 24 else {})}
         x, b, lab = detection.augment_example(tf.constant(img), tf.constant(boxes), tf.constant(labels),
                                               tf.constant([7, i], tf.int64), cfg, size)
         x, b, lab = x.numpy(), b.numpy(), lab.numpy()
@@ -208,7 +208,8 @@ def test_augmentation_moves_boxes_with_pixels():
         y1, x1 = white.max(0) + 1
         np.testing.assert_allclose(b[0], [x0, y0, x1, y1], atol=1.01)
         checked += 1
-    assert checked >= 18
+        turned += (y1 - y0) > (x1 - x0)            # the 40x30 block stands upright after a quarter turn
+    assert checked >= 36 and turned >= 6
 
 
 # ---- NMS and decoding -----------------------------------------

@@ -129,7 +129,7 @@ def add_commands(subparsers):
     t.add_argument("--input-size", type=positive_int, help="square input side, a multiple of 32 "
                                                            "(default: the images' size if all equal, else 320)")
     t.add_argument("--batch-size", type=positive_int, default=16)
-    t.add_argument("--augment", default="default", choices=["none", "light", "default", "strong"])
+    t.add_argument("--augment", default="default", choices=["none", "light", "default", "strong", "overhead"])
     t.add_argument("--val-fraction", type=fraction, default=0.1, help="held out for validation (not 'scenes')")
     t.add_argument("--n-train", type=positive_int, default=2000, help="'scenes': training scenes")
     t.add_argument("--seed", type=non_negative_int, default=0)

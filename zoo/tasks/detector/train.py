@@ -30,6 +30,10 @@ AUGMENT = {
                 "saturation": (0.6, 1.4), "hue": 0.08},
     "strong": {"flip": True, "scale": (0.5, 1.8), "brightness": 0.25, "contrast": (0.6, 1.4),
                "saturation": (0.3, 1.7), "hue": 0.5},   # for data whose classes do not depend on colour
+    # images seen from straight above (aerial, satellite, microscopy): every one of the 8 orientations
+    # (flips and quarter turns: "vflip" and "transpose" beside "flip") is as likely as the one shot
+    "overhead": {"flip": True, "vflip": True, "transpose": True, "scale": (0.8, 1.25), "brightness": 0.15,
+                 "contrast": (0.7, 1.3), "saturation": (0.6, 1.4), "hue": 0.02},
 }
 MIN_KEPT = 0.45   # a box cropped by scale jitter stays an object while this fraction of it is in the frame
 
@@ -99,8 +103,8 @@ def letterbox_set(data: DetectionData, size: int):
 
 def augment_example(image, boxes, labels, seed, cfg: dict, size: int):
     """One letterboxed image (S, S, 3) float32 [0, 255] with boxes (M, 4) and labels (M,):
-    flip, scale jitter (zoom in = crop, zoom out = grey padding) and colour, boxes moved with the
-    pixels. A box keeps its label while ``MIN_KEPT`` of it stays in the frame (then clipped)."""
+    flips (``flip`` left-right, ``vflip`` up-down, ``transpose``: with both flips, any quarter turn),
+    scale jitter (zoom in = crop, zoom out = grey padding) and colour, boxes moved with the pixels. A box keeps its label while ``MIN_KEPT`` of it stays in the frame (then clipped)."""
     s = tf.random.experimental.stateless_split(seed, 8)
     S = float(size)
     valid = labels >= 0
@@ -108,6 +112,16 @@ def augment_example(image, boxes, labels, seed, cfg: dict, size: int):
         flip = tf.random.stateless_uniform([], s[0]) < 0.5
         image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
         boxes = tf.where(flip, tf.stack([S - boxes[:, 2], boxes[:, 1], S - boxes[:, 0], boxes[:, 3]], 1), boxes)
+    turn = tf.random.experimental.stateless_split(s[7], 2)   # s[7]: the orientation draws
+    if cfg.get("vflip"):
+        flip = tf.random.stateless_uniform([], turn[0]) < 0.5
+        image = tf.cond(flip, lambda: image[::-1], lambda: image)
+        boxes = tf.where(flip, tf.stack([boxes[:, 0], S - boxes[:, 3], boxes[:, 2], S - boxes[:, 1]], 1), boxes)
+    if cfg.get("transpose"):
+        swap = tf.random.stateless_uniform([], turn[1]) < 0.5
+        image = tf.cond(swap, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+        boxes = tf.where(swap, tf.stack([boxes[:, 1], boxes[:, 0], boxes[:, 3], boxes[:, 2]], 1), boxes)
+    boxes = tf.where(valid[:, None], boxes, -1.0)           # padding rows stay padding
     lo, hi = cfg.get("scale") or (1.0, 1.0)
     if (lo, hi) != (1.0, 1.0):
         z = tf.exp(tf.random.stateless_uniform([], s[1], math.log(lo), math.log(hi)))
