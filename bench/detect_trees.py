@@ -4,6 +4,8 @@ The four annotated images the wheel ships (Pascal VOC XML beside each image): OS
 61 crowns), SOAP_061 (400x400, 37, marked alive or dead: all are crowns here) and two large Yellowstone crops (1249x1035 with 279 crowns,
 2299x2472 with 574). Train on tiles of the other three (``detection.tiles``: 400 px, 25% overlap;
 10% of the tiles hold out for validation mAP), test on all of OSBS_029, which no tile comes from.
+Every run also scores OSBS_029's right half alone, so that runs given its left half's crowns
+(``--site-labels``: what a few labels of the target site give) compare with the cross-site ones.
 
 Prints COCO mAP / mAP50 (pycocotools) and DeepForest's own measure beside them: box recall and
 precision at IoU >= 0.4, one-to-one matching (``deepforest.evaluate``), at score >= 0.3 (what its
@@ -12,7 +14,11 @@ NEON crowns from many sites) to precision and recall > 0.5 on this same image
 (``tests/test_main.py::test_evaluate`` in weecology/DeepForest). Writes ``test.png`` (truth green,
 predictions in colour) and ``curves.png`` under --out.
 
-    python bench/detect_trees.py                       # about 14 min on a 2-core CPU (13 min of training)
+    python bench/detect_trees.py                       # 5-10 min on a 2-core AMD EPYC with AVX-512
+    python bench/detect_trees.py --augment overhead    # every orientation (flips and quarter turns)
+    python bench/detect_trees.py --unfreeze 2          # only the last two stages unfrozen (the first setting)
+    python bench/detect_trees.py --simclr-epochs 2     # SimCLR on unlabelled crops first (never of OSBS_029)
+    python bench/detect_trees.py --site-labels add     # + the left half of OSBS_029's crowns (test: right half)
     python bench/detect_trees.py --epochs 4 --unfreeze-epochs 0    # a quick look
 
 deepforest is installed ``--no-deps`` (it declares torch); only its data files are read.
@@ -34,7 +40,10 @@ from bench._common import cpu_line  # noqa: E402
 
 TEST_IMAGE = "OSBS_029"
 # scale jitter 0.8-1.25 and little hue change (crowns are green), over the "default" preset's colour jitter
-AUGMENTS = {"upright": {"flip": True, "scale": (0.8, 1.25), "hue": 0.02}, "overhead": "overhead"}
+AUGMENTS = {"upright": {"flip": True, "scale": (0.8, 1.25), "hue": 0.02}, "overhead": "overhead",
+            # colour changed as much as a site's soil, season and sun do (hue kept near green)
+            "colour": {"flip": True, "scale": (0.8, 1.25), "brightness": 0.3, "contrast": (0.5, 1.5),
+                       "saturation": (0.3, 1.7), "hue": 0.08}}
 
 
 def deepforest_data() -> Path:
@@ -78,6 +87,35 @@ def unlabelled_crops(paths, size: int, n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def halves(data, min_visible: float = 0.5):
+    """The one image of ``data`` cut down the middle: (left, right) halves with the boxes of each kept,
+    clipped, when ``min_visible`` of a box lies inside (``detection.tiles``' rule)."""
+    from recipes import detection
+    from zoo.images import read_image
+
+    px = np.clip(np.round(read_image(data.images[0])), 0, 255).astype(np.uint8)
+    w = px.shape[1] // 2
+    b = np.asarray(data.boxes[0], np.float32).reshape(-1, 4)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    out = []
+    for x0, x1 in ((0, w), (w, px.shape[1])):
+        c = np.clip(b - [x0, 0, x0, 0], 0, [x1 - x0, px.shape[0]] * 2)
+        keep = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) >= min_visible * area
+        out.append(detection.DetectionData([px[:, x0:x1]], [c[keep]], [np.asarray(data.labels[0])[keep]],
+                                           data.class_names, [f"{data.sources[0]}@{x0},0"]))
+    return tuple(out)
+
+
+def scores(det, test, threshold: float) -> dict:
+    """COCO mAP / mAP50 / mAP75 and DeepForest's recall / precision at IoU 0.4 on one image."""
+    r = det.evaluate(test)
+    found = det.detect(test.images, score_threshold=threshold)[0]
+    rec, prec, miou = matched_recall_precision(test.boxes[0], found["boxes"])
+    return {"mAP": round(r["mAP"], 4), "mAP50": round(r["mAP50"], 4), "mAP75": round(r["mAP75"], 4),
+            "deepforest_box_recall@0.4": round(float(rec), 3), "deepforest_box_precision@0.4": round(float(prec), 3),
+            "matched_mean_iou": round(miou, 3), "predicted": len(found["boxes"]), "truth": len(test.boxes[0])}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="efficientnet_lite0")
@@ -85,15 +123,21 @@ def main():
     p.add_argument("--tile", type=int, default=400)
     p.add_argument("--epochs", type=int, default=30, help="frozen-backbone epochs")
     p.add_argument("--unfreeze-epochs", type=int, default=8)
-    p.add_argument("--unfreeze", default="2", help="'all' or the last N pyramid stages")
+    p.add_argument("--unfreeze", default="all", help="'all' or the last N pyramid stages")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--augment", default="overhead", choices=sorted(AUGMENTS),
-                   help="overhead: every orientation (flips and quarter turns); upright: left-right flips only")
+    p.add_argument("--augment", default="upright", choices=sorted(AUGMENTS),
+                   help="overhead: every orientation (flips and quarter turns); upright: left-right flips only; "
+                        "colour: upright with stronger colour jitter")
     p.add_argument("--simclr-epochs", type=int, default=0,
                    help="first pre-train the backbone with SimCLR on unlabelled crops of the training images and "
                         "SOAP_031 (no labels read; never OSBS_029) for this many epochs (0: ImageNet weights as they are)")
     p.add_argument("--simclr-crops", type=int, default=2048, help="how many unlabelled crops")
     p.add_argument("--simclr-size", type=int, default=128, help="crop side and SimCLR's input size")
+    p.add_argument("--site-labels", default="none", choices=["none", "add", "only"],
+                   help="the left half of OSBS_029's crowns for training: none (cross-site, the target), added to "
+                        "the other sites' tiles, or alone (then also its validation set); every run also scores "
+                        "the right half on its own")
+    p.add_argument("--site-repeat", type=int, default=8, help="copies of the left half in each epoch")
     p.add_argument("--score", type=float, default=0.3, help="score threshold for DeepForest's recall/precision")
     p.add_argument("--out", default="runs/bench_trees")
     a = p.parse_args()
@@ -112,7 +156,15 @@ def main():
     order = np.random.default_rng(0).permutation(len(tiled))
     k = max(1, len(tiled) // 10)
     train, val = tiled.take(order[k:]), tiled.take(order[:k])
-    print(f"train: {len(train)} tiles of {', '.join(n for n in names if n != TEST_IMAGE)} "
+    left, right = halves(test)
+    if a.site_labels != "none":   # the half repeated, so that it weighs as much as 8 tiles an epoch
+        n = a.site_repeat
+        site = detection.DetectionData(left.images * n, left.boxes * n, left.labels * n, ["Tree"], left.sources * n)
+        train, val = (site, left) if a.site_labels == "only" else (detection.DetectionData(
+            list(train.images) + site.images, list(train.boxes) + site.boxes, list(train.labels) + site.labels,
+            ["Tree"], list(train.sources) + site.sources), val)
+    print(f"train: {len(train)} images ({a.site_labels} of OSBS_029's left half; tiles of "
+          f"{', '.join(n for n in names if n != TEST_IMAGE)}) "
           f"({sum(len(b) for b in train.boxes)} crowns); val: {len(val)} tiles; "
           f"test: {TEST_IMAGE} ({len(test.boxes[0])} crowns)", flush=True)
 
@@ -132,22 +184,21 @@ def main():
                           epochs=a.unfreeze_epochs, unfreeze=unfreeze, batch_size=a.batch,
                           augment=AUGMENTS[a.augment], out_dir=a.out, verbose=2)
     train_s = time.perf_counter() - t0
-    r = det.evaluate(test)
-    found = det.detect(test.images, score_threshold=a.score)[0]
-    rec, prec, miou = matched_recall_precision(test.boxes[0], found["boxes"])
+    whole, half = scores(det, test, a.score), scores(det, right, a.score)
     detection.sheet(det, test, Path(a.out) / "test.png", columns=1, score_threshold=a.score, scale=2)
     det.save(Path(a.out) / "model")
-    summary = {"test_image": TEST_IMAGE, "mAP": round(r["mAP"], 4), "mAP50": round(r["mAP50"], 4),
-               "mAP75": round(r["mAP75"], 4), "deepforest_box_recall@0.4": round(float(rec), 3),
-               "deepforest_box_precision@0.4": round(float(prec), 3), "matched_mean_iou": round(miou, 3),
-               "score_threshold": a.score, "predicted": len(found["boxes"]), "truth": len(test.boxes[0]),
+    summary = {"test_image": TEST_IMAGE, **whole, "right_half": half, "score_threshold": a.score,
                "train_tiles": len(train), "train_seconds": round(train_s), "kept": det.training_config.get("kept"),
                "config": vars(a)}
+    if a.site_labels != "none":   # its left half was trained on: only the right half is a test
+        summary = {k: v for k, v in summary.items() if k not in whole}
     Path(a.out, "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
-    print(f"\n{TEST_IMAGE}: mAP {r['mAP']:.3f}, mAP50 {r['mAP50']:.3f}; DeepForest's measure at IoU 0.4 and score "
-          f">= {a.score}: recall {rec:.3f}, precision {prec:.3f} (its release model is held to > 0.5 on both); "
-          f"training {train_s / 60:.1f} min on {len(train)} tiles")
+    for name, r in (() if a.site_labels != "none" else ((TEST_IMAGE, whole),)) + ((f"{TEST_IMAGE} right half", half),):
+        print(f"\n{name}: mAP {r['mAP']:.3f}, mAP50 {r['mAP50']:.3f}; DeepForest's measure at IoU 0.4 and score "
+              f">= {a.score}: recall {r['deepforest_box_recall@0.4']:.3f}, precision "
+              f"{r['deepforest_box_precision@0.4']:.3f} (its release model is held to > 0.5 on both for the whole image)")
+    print(f"training {train_s / 60:.1f} min on {len(train)} images (site labels: {a.site_labels})")
 
 
 if __name__ == "__main__":

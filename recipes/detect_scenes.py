@@ -30,12 +30,13 @@ RECIPE = dict(n_train=2000, n_val=200, size=128, head_epochs=3, epochs=11, unfre
 
 def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, head_epochs=3,
         epochs=11, unfreeze=2, head_lr=3e-3, lr=1e-3, batch_size=16, augment="default", head=None,
-        seed=0, verbose=None, eval_every=2, items=None, input_size=None) -> dict:
+        seed=0, verbose=None, eval_every=2, items=None, input_size=None, ema=None) -> dict:
     """Train on demo scenes, save, evaluate on held-out test scenes (default and shifted style).
     ``items``: arguments of :func:`recipes.scenes.item_backbone` to fine-tune the backbone on the
     training scenes' Fashion-MNIST items first (None: straight from ImageNet). ``size``: the scenes'
     side in pixels; ``input_size``: the network's (default ``size``; larger gives small items more
-    feature cells, at the cost of time)."""
+    feature cells, at the cost of time). ``ema``: the momentum of a moving average of the weights
+    (the trainer's ``ema``; None: the weights as trained)."""
     from recipes import detection
     from recipes.scenes import item_backbone
 
@@ -51,7 +52,7 @@ def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=20
     det = detection.train(train, val, backbone=backbone, head_epochs=head_epochs, epochs=epochs,
                           unfreeze=unfreeze, head_lr=head_lr, lr=lr, batch_size=batch_size, augment=augment, head=head,
                           out_dir=out,
-                          seed=seed, verbose=verbose, eval_every=eval_every, input_size=input_size or size)
+                          seed=seed, verbose=verbose, eval_every=eval_every, input_size=input_size or size, ema=ema)
     train_s, train_cpu = time.perf_counter() - t1, _cpu_seconds() - cpu1
     out = Path(out)
     det.save(out / "model")
@@ -62,7 +63,7 @@ def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=20
         "backbone": getattr(backbone, "name", backbone), "item_step": items or None, "item_step_seconds": item_s,
         "scene_size": size, "input_size": input_size or size, "train_scenes": n_train, "epochs_frozen": head_epochs,
         "epochs_unfrozen": epochs, "unfrozen_stages": unfreeze, "kept": det.training_config.get("kept"),
-        "augment": str(augment),
+        "augment": str(augment), "ema": ema,
         "test": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "per_class"},
         "test_per_class": {k: (None if v is None else round(v, 4)) for k, v in r["per_class"].items()},
         "shifted": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rs.items() if k != "per_class"},
@@ -89,9 +90,10 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=RECIPE["size"], help="scene side in pixels")
     p.add_argument("--input-size", type=int, default=RECIPE.get("input_size"), help="network input side (default: --size)")
     p.add_argument("--no-items", action="store_true", help="skip the item step (ImageNet body straight to scenes)")
+    p.add_argument("--ema", type=float, help="momentum of a moving average of the weights, e.g. 0.999 (default: none)")
     a = p.parse_args(argv)
     cfg = {**RECIPE, "n_train": a.n_train, "head_epochs": a.head_epochs, "epochs": a.epochs, "size": a.size,
-           "input_size": a.input_size}
+           "input_size": a.input_size, "ema": a.ema}
     if a.no_items:
         cfg["items"] = None
     s = run(a.out, a.backbone, **cfg)

@@ -212,6 +212,20 @@ def test_augmentation_moves_boxes_with_pixels():
     assert checked >= 36 and turned >= 6
 
 
+def test_detector_trains_with_ema_and_every_orientation(tmp_path):
+    """``ema`` and the "overhead" preset reach the detector through the one trainer: the epochs are
+    scored on the averaged weights, and training ends with them (not the last step's)."""
+    tr, va = detection.scenes(("train", "val"), n={"train": 64, "val": 16}, size=64)
+    kw = dict(input_size=64, head_epochs=1, epochs=1, unfreeze=1, batch_size=16, verbose=0)
+    det = detection.train(tr, va, ema=0.9, augment="overhead", **kw)
+    assert det.training_config["ema"] == 0.9
+    assert det.training_config["augment"]["vflip"] and det.training_config["augment"]["transpose"]
+    assert det.evaluate(va)["mAP"] == pytest.approx(det.history["val_mAP"][-1], abs=1e-6)
+    plain = detection.train(tr, va, augment="overhead", **kw)
+    head = lambda d: d.keras_model.get_layer("box_head").get_weights()[0]  # noqa: E731
+    assert not np.allclose(head(det), head(plain))
+
+
 # ---- NMS and decoding -----------------------------------------
 def test_postprocess_nms_keeps_the_best_of_overlapping_boxes():
     import tensorflow as tf

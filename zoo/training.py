@@ -62,7 +62,9 @@ class TrainConfig:
     backup_dir: str | None = None    # BackupAndRestore for the unfrozen phase: a killed job resumes its epoch
     max_minutes: float | None = None  # wall-clock cap on both phases; the learning rate decays over it (see TimeBudget)
     ema: float | None = None         # momentum of an exponential moving average of the weights (e.g. 0.99), used
-                                     # for validation, checkpoints and the returned model
+                                     # for validation, checkpoints and the returned model; trainable weights
+                                     # only: BatchNorm statistics are not averaged (measured on the U-Net
+                                     # demo: 0.565 to 0.443 mIoU; the detector, GroupNorm, gained)
 
 
 class TrainingSpec:
