@@ -130,7 +130,8 @@ def main():
                         "colour: upright with stronger colour jitter")
     p.add_argument("--simclr-epochs", type=int, default=0,
                    help="first pre-train the backbone with SimCLR on unlabelled crops of the training images and "
-                        "SOAP_031 (no labels read; never OSBS_029) for this many epochs (0: ImageNet weights as they are)")
+                        "SOAP_031 (no labels read; never OSBS_029) for this many epochs (0: ImageNet weights as "
+                        "they are)")
     p.add_argument("--simclr-crops", type=int, default=2048, help="how many unlabelled crops")
     p.add_argument("--simclr-size", type=int, default=128, help="crop side and SimCLR's input size")
     p.add_argument("--site-labels", default="none", choices=["none", "add", "only"],
@@ -173,7 +174,8 @@ def main():
     if a.simclr_epochs:
         from recipes import simclr
 
-        sources = [s for s, n in zip(data.sources, names) if n != TEST_IMAGE] + [str(deepforest_data() / "SOAP_031.png")]
+        sources = [s for s, n in zip(data.sources, names) if n != TEST_IMAGE]
+        sources.append(str(deepforest_data() / "SOAP_031.png"))
         crops = unlabelled_crops(sources, a.simclr_size, a.simclr_crops)
         backbone = simclr.pretrain(crops, backbone=a.backbone, input_size=a.simclr_size, epochs=a.simclr_epochs,
                                    batch_size=32, out_dir=Path(a.out) / "simclr")
@@ -197,7 +199,8 @@ def main():
     for name, r in (() if a.site_labels != "none" else ((TEST_IMAGE, whole),)) + ((f"{TEST_IMAGE} right half", half),):
         print(f"\n{name}: mAP {r['mAP']:.3f}, mAP50 {r['mAP50']:.3f}; DeepForest's measure at IoU 0.4 and score "
               f">= {a.score}: recall {r['deepforest_box_recall@0.4']:.3f}, precision "
-              f"{r['deepforest_box_precision@0.4']:.3f} (its release model is held to > 0.5 on both for the whole image)")
+              f"{r['deepforest_box_precision@0.4']:.3f} (its release model is held to > 0.5 on both for the "
+              "whole image)")
     print(f"training {train_s / 60:.1f} min on {len(train)} images (site labels: {a.site_labels})")
 
 

@@ -212,7 +212,7 @@ def test_augmentation_moves_boxes_with_pixels():
     assert checked >= 36 and turned >= 6
 
 
-def test_detector_trains_with_ema_and_every_orientation(tmp_path):
+def test_detector_trains_with_ema_and_every_orientation():
     """``ema`` and the "overhead" preset reach the detector through the one trainer: the epochs are
     scored on the averaged weights, and training ends with them (not the last step's)."""
     tr, va = detection.scenes(("train", "val"), n={"train": 64, "val": 16}, size=64)

@@ -104,7 +104,8 @@ def letterbox_set(data: DetectionData, size: int):
 def augment_example(image, boxes, labels, seed, cfg: dict, size: int):
     """One letterboxed image (S, S, 3) float32 [0, 255] with boxes (M, 4) and labels (M,):
     flips (``flip`` left-right, ``vflip`` up-down, ``transpose``: with both flips, any quarter turn),
-    scale jitter (zoom in = crop, zoom out = grey padding) and colour, boxes moved with the pixels. A box keeps its label while ``MIN_KEPT`` of it stays in the frame (then clipped)."""
+    scale jitter (zoom in = crop, zoom out = grey padding) and colour, boxes moved with the pixels.
+    A box keeps its label while ``MIN_KEPT`` of it stays in the frame (then clipped)."""
     s = tf.random.experimental.stateless_split(seed, 8)
     S = float(size)
     valid = labels >= 0
