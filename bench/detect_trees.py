@@ -72,11 +72,16 @@ def matched_recall_precision(truth, predicted, iou: float = 0.4) -> tuple[float,
     return good.sum() / len(t), good.sum() / len(p), float(ious[r, c][good].mean()) if good.any() else 0.0
 
 
-def unlabelled_crops(paths, size: int, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random ``size`` px crops (uint8) from the images at ``paths``, each image's share by area."""
+def read_uint8(path) -> np.ndarray:
+    """One image file as uint8 RGB (H, W, 3)."""
     from zoo.images import read_image
 
-    images = [np.clip(np.round(read_image(p)), 0, 255).astype(np.uint8) for p in paths]
+    return np.clip(np.round(read_image(path)), 0, 255).astype(np.uint8)
+
+
+def unlabelled_crops(paths, size: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size`` px crops (uint8) from the images at ``paths``, each image's share by area."""
+    images = [read_uint8(p) for p in paths]
     rng = np.random.default_rng(seed)
     area = np.array([(im.shape[0] - size + 1) * (im.shape[1] - size + 1) for im in images], float)
     which = rng.choice(len(images), n, p=area / area.sum())
@@ -91,9 +96,8 @@ def halves(data, min_visible: float = 0.5):
     """The one image of ``data`` cut down the middle: (left, right) halves with the boxes of each kept,
     clipped, when ``min_visible`` of a box lies inside (``detection.tiles``' rule)."""
     from recipes import detection
-    from zoo.images import read_image
 
-    px = np.clip(np.round(read_image(data.images[0])), 0, 255).astype(np.uint8)
+    px = read_uint8(data.images[0])
     w = px.shape[1] // 2
     b = np.asarray(data.boxes[0], np.float32).reshape(-1, 4)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -159,8 +163,9 @@ def main():
     train, val = tiled.take(order[k:]), tiled.take(order[:k])
     left, right = halves(test)
     if a.site_labels != "none":   # the half repeated, so that it weighs as much as 8 tiles an epoch
-        n = a.site_repeat
-        site = detection.DetectionData(left.images * n, left.boxes * n, left.labels * n, ["Tree"], left.sources * n)
+        copies = a.site_repeat
+        site = detection.DetectionData(left.images * copies, left.boxes * copies, left.labels * copies, ["Tree"],
+                                       left.sources * copies)
         train, val = (site, left) if a.site_labels == "only" else (detection.DetectionData(
             list(train.images) + site.images, list(train.boxes) + site.boxes, list(train.labels) + site.labels,
             ["Tree"], list(train.sources) + site.sources), val)
