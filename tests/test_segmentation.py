@@ -195,6 +195,37 @@ def test_training_converges_well_above_all_background(trained):
     assert seg.training_config["kept"] == "head" and len(seg.history["val_miou"]) >= 1
 
 
+def test_ema_averages_the_decoder_batchnorm_statistics_with_its_weights():
+    """With ``ema`` the returned U-Net holds the moving average of its decoder's kernels and of its
+    decoder BatchNorm statistics, each step's values averaged with the trainer's warm-up momentum."""
+    tr, va = S.scenes("train", n=32, size=64), S.scenes("val", n=8, size=64)
+    seen = []
+
+    class Record(keras.callbacks.Callback):  # the raw values after every step (the swap is per epoch)
+        def on_train_batch_end(self, batch, logs=None):
+            conv, bn = self.model.get_layer("dec_P2_fuse_conv"), self.model.get_layer("dec_P2_fuse_bn")
+            seen.append((conv.kernel.numpy().copy(), bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()))
+
+    seg = S.train(tr, va, input_size=64, head_epochs=2, epochs=0, batch_size=8, augment=False, ema=0.9,
+                  patience=None, verbose=0, callbacks=[Record()])
+    assert len(seen) == 8
+
+    def average(values):
+        a = values[0]
+        for t, v in enumerate(values[1:], 1):
+            m = min(0.9, (1 + t) / (10 + t))
+            a = m * a + (1 - m) * v
+        return a
+
+    got = seg.keras_model.get_layer("dec_P2_fuse_conv").kernel.numpy(), *(
+        v.numpy() for v in (seg.keras_model.get_layer("dec_P2_fuse_bn").moving_mean,
+                            seg.keras_model.get_layer("dec_P2_fuse_bn").moving_variance))
+    for i, name in enumerate(("kernel", "moving mean", "moving variance")):
+        expected = average([s[i] for s in seen])
+        np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-6, err_msg=name)
+        assert not np.allclose(got[i], seen[-1][i], rtol=1e-3, atol=1e-5), name  # not the last step's
+
+
 @pytest.mark.slow
 def test_cli_segments_files_and_draws(trained, tmp_path, capsys):
     from zoo.tasks.segmenter.cli import add_commands

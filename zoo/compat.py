@@ -9,6 +9,11 @@ Before raising a cap, run the tests named here on the new version.
   them ``fit`` under MultiWorkerMirroredStrategy fails before its first step
   (keras-team/keras#20585). What breaks otherwise: multi-worker fine-tuning
   (tests/test_distributed.py). Single-process training never touches them.
+- Keras ``keras.src.utils.tracking.no_automatic_dependency_tracking`` (:func:`untracked`), the
+  optimizer's ``_update_model_variables_moving_average`` and ``SwapEMAWeights``'
+  ``_swap_variables`` / ``_finalize_ema_values`` (``zoo.training.AdamW`` and ``EMAWeights``): the
+  moving average of the weights that also averages BatchNorm statistics, and its swap. What breaks
+  otherwise: training with ``ema`` (tests/test_training.py).
 - keras-hub ``keras_hub.src.models.retinanet`` (:func:`retinanet_parts`): the FPN, prediction head
   and label encoder of its RetinaNet, which keras-hub does not export publicly. What breaks
   otherwise: building any detector (tests/test_detection.py).
@@ -29,6 +34,14 @@ def convert_variables_to_constants_v2(concrete_function):
     )
 
     return freeze(concrete_function)
+
+
+def untracked(method):
+    """Keras's decorator for an optimizer's ``build``: the variables it keeps in attributes are
+    not tracked a second time (see the module docstring)."""
+    from keras.src.utils.tracking import no_automatic_dependency_tracking
+
+    return no_automatic_dependency_tracking(method)
 
 
 def retinanet_parts():

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import inference, plots
-from zoo.compat import multi_worker_fit_fix
+from zoo.compat import multi_worker_fit_fix, untracked
 from zoo.errors import DataError, RecipeError
 from zoo.model import PRECISIONS, dtype_policy
 
@@ -61,10 +61,9 @@ class TrainConfig:
     run_eagerly: bool = False        # debug / one-step smoke runs: skips graph tracing
     backup_dir: str | None = None    # BackupAndRestore for the unfrozen phase: a killed job resumes its epoch
     max_minutes: float | None = None  # wall-clock cap on both phases; the learning rate decays over it (see TimeBudget)
-    ema: float | None = None         # momentum of an exponential moving average of the weights (e.g. 0.99), used
-                                     # for validation, checkpoints and the returned model; trainable weights
-                                     # only: BatchNorm statistics are not averaged (measured on the U-Net
-                                     # demo: 0.565 to 0.443 mIoU; the detector, GroupNorm, gained)
+    ema: float | None = None         # momentum of an exponential moving average of the weights (e.g. 0.99) and
+                                     # of the statistics of BatchNorm layers that train, used for validation,
+                                     # checkpoints and the returned model
 
 
 class TrainingSpec:
@@ -207,7 +206,11 @@ class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
 class AdamW(keras.optimizers.AdamW):
     """Keras's AdamW whose moving average of the weights (``use_ema``) warms up: its momentum is
     ``min(ema_momentum, (1 + t) / (10 + t))`` at step t (timm's ModelEmaV3), so a short run averages
-    its recent weights rather than its first ones."""
+    its recent weights rather than its first ones. The average also covers ``averaged_statistics``
+    (set before the first step: the BatchNorm moving means and variances that training updates), as
+    timm's ModelEma averages a model's buffers, so averaged weights meet statistics of their own."""
+
+    averaged_statistics = ()
 
     @property
     def ema_momentum(self):
@@ -223,14 +226,61 @@ class AdamW(keras.optimizers.AdamW):
     def get_config(self):
         return {**super().get_config(), "ema_momentum": self._ema_target}
 
+    @untracked
+    def build(self, variables):
+        super().build(variables)
+        self._statistic_averages = [self.add_variable_from_reference(v, "average")
+                                    for v in self.averaged_statistics] if self.use_ema else []
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        super()._update_model_variables_moving_average(trainable_variables)
+        if self.use_ema and self._statistic_averages:
+            momentum = self.ema_momentum * keras.ops.cast(keras.ops.not_equal(self.iterations, 0), "float32")
+            for var, average in zip(self.averaged_statistics, self._statistic_averages):
+                m = keras.ops.cast(momentum, var.dtype)
+                average.assign(m * average + (1.0 - m) * var)
+
+    def finalize_variable_values(self, var_list):
+        super().finalize_variable_values(var_list)
+        for var, average in zip(self.averaged_statistics, getattr(self, "_statistic_averages", [])):
+            var.assign(average)
+
+
+def updated_statistics(model) -> list:
+    """The BatchNorm moving means and variances that training ``model`` updates (layers that train)."""
+    found, stack = [], [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            found += [layer.moving_mean, layer.moving_variance]
+        stack += getattr(layer, "layers", [])
+    return list({id(v): v for v in found}.values())
+
 
 class EMAWeights(keras.callbacks.SwapEMAWeights):
     """Keras's EMA swap (``swap_on_epoch``): validation, early stopping and checkpoints see the
-    averaged weights, and ``fit`` ends with them, also when a time budget stops it before its last
-    epoch (Keras's own callback settles them only after the last)."""
+    averaged weights (and the averaged BatchNorm statistics of :class:`AdamW`), and ``fit`` ends with
+    them, also when a time budget stops it before its last epoch (Keras's own callback settles them
+    only after the last)."""
 
     def __init__(self):
         super().__init__(swap_on_epoch=True)
+
+    def _statistics(self):
+        opt = self.model.optimizer
+        return zip(getattr(opt, "averaged_statistics", ()), getattr(opt, "_statistic_averages", ()))
+
+    def _swap_variables(self):
+        super()._swap_variables()
+        for var, average in self._statistics():
+            held = keras.ops.convert_to_numpy(var)
+            var.assign(average)
+            average.assign(held)
+
+    def _finalize_ema_values(self):
+        super()._finalize_ema_values()
+        for var, average in self._statistics():
+            average.assign(var)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -358,6 +408,7 @@ def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks
     with strategy.scope():
         spent = keras.Variable(0.0, trainable=False, name="budget_spent") if deadline is not None else None
         opt = cosine_adamw(lr, steps * epochs, cfg.weight_decay, cfg.warmup_fraction, spent=spent, ema=cfg.ema)
+        opt.averaged_statistics = updated_statistics(task.keras_model) if cfg.ema else ()
         if cfg.clipnorm:
             opt.global_clipnorm = cfg.clipnorm  # read when gradients are applied
         task.keras_model.compile(opt, spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts),
