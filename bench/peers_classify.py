@@ -11,9 +11,10 @@ Models (``--models``):
   the one trainer: the head on cached frozen features, then the whole network with BatchNorm frozen,
   AdamW with cosine decay over the budget (``max_minutes``), light augmentation, label smoothing,
   5% of the training images held out to pick the better phase.
-- ``zoo-ema``, ``zoo-bn``, ``zoo-erase``, ``zoo-bf16``: the same with one setting changed: ``ema=0.999``
-  (the trainer's moving average of the weights), BatchNorm trained (``freeze_bn=False``), random
-  erasing added to the light augmentation, mixed bfloat16 (``precision``).
+- ``zoo-ema``, ``zoo-bn``, ``zoo-erase``, ``zoo-bf16``, ``zoo-mixup``, ``zoo-cutmix``, ``zoo-mix``: the
+  same with one setting changed: ``ema=0.999`` (the trainer's moving average of the weights),
+  BatchNorm trained (``freeze_bn=False``), random erasing added to the light augmentation, mixed
+  bfloat16 (``precision``), MixUp (``mixup=0.2``), CutMix (``cutmix=1.0``), either per batch (both).
 - ``plain``: the plain Keras transfer-learning recipe (bench/finetune.py's ``--baseline``: one
   head-only epoch, then the whole network at 1e-4, flips only), in the same minutes. It runs
   through the same trainer, so it shares the zoo's AdamW, budget cosine, label smoothing and
@@ -49,7 +50,8 @@ from bench._common import cpu_line, fashion_mnist  # noqa: E402
 
 # the zoo's recipe with one setting changed (the steps tried towards the target)
 VARIANTS = {"zoo": {}, "zoo-ema": {"ema": 0.999}, "zoo-bn": {"freeze_bn": False},
-            "zoo-erase": {"augment": ["flip", "shift", "erase"]}, "zoo-bf16": {"precision": "mixed_bfloat16"}}
+            "zoo-erase": {"augment": ["flip", "shift", "erase"]}, "zoo-bf16": {"precision": "mixed_bfloat16"},
+            "zoo-mixup": {"mixup": 0.2}, "zoo-cutmix": {"cutmix": 1.0}, "zoo-mix": {"mixup": 0.2, "cutmix": 1.0}}
 MODELS = (*VARIANTS, "plain", "timm")
 
 

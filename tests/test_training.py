@@ -85,3 +85,62 @@ def test_max_minutes_caps_both_phases_and_keeps_the_validated_weights(lite0_64, 
         lite0_64.finetune(tr, val, max_minutes=0, verbose=0)
     with pytest.raises(RecipeError, match="between 0 and 1"):
         lite0_64.finetune(tr, val, epochs=1, head_epochs=0, ema=1.5, verbose=0)
+
+
+def _pairs(y, mixed_y):
+    """For each mixed label row: its partner j and weight w, with the row w*y_i + (1-w)*y_j (the ten
+    items are of ten classes; j is i itself when the row is y_i's)."""
+    c, out = np.argmax(y, 1), []
+    for i, row in enumerate(mixed_y):
+        other = np.where(np.arange(len(row)) == c[i], -1.0, row)
+        j = i if other.max() <= 1e-6 else int(np.flatnonzero(c == np.argmax(other))[0])
+        w = float(row[c[i]]) if j != i else 1.0
+        np.testing.assert_allclose(row, w * y[i] + (1 - w) * y[j], atol=1e-5)
+        out.append((j, w))
+    return out
+
+
+def test_mixup_and_cutmix_mix_each_image_with_its_partner_by_the_labels_weights(fmnist_train):
+    """MixUp blends two items and weights their labels the same; CutMix pastes a box of the partner,
+    and the partner's label weight is the box's share of the pixels."""
+    import tensorflow as tf
+
+    from zoo.augment import batch_mixing
+
+    sub = fmnist_train.subset(per_class=1, seed=3)              # ten items, ten different classes
+    x = np.repeat(sub.images[..., None], 3, -1).astype("float32")
+    y = np.eye(10, dtype="float32")[sub.labels]
+    mx, my = (t.numpy() for t in batch_mixing(mixup=0.4, seed=1)(tf.constant(x), tf.constant(y)))
+    blended = 0
+    for i, (j, w) in enumerate(_pairs(y, my)):
+        np.testing.assert_allclose(mx[i], w * x[i] + (1 - w) * x[j], atol=1e-3)
+        blended += 0.02 < w < 0.98
+    assert blended >= 3, "Beta(0.4, 0.4) weights: most pairs are mixed visibly"
+    x += 1000.0 * np.arange(10)[:, None, None, None]   # no pixel of one item equals one of another
+    cx, cy = (t.numpy() for t in batch_mixing(cutmix=1.0, seed=1)(tf.constant(x), tf.constant(y)))
+    boxed = 0
+    for i, (j, w) in enumerate(_pairs(y, cy)):
+        own, pasted = np.all(cx[i] == x[i], -1), np.all(cx[i] == x[j], -1) & (j != i)
+        assert np.all(own | pasted)                                  # pixels of the two items only
+        rows, cols = np.flatnonzero(pasted.any(1)), np.flatnonzero(pasted.any(0))
+        if len(rows):
+            assert pasted[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()   # one box
+            boxed += 1
+        assert 1 - w == pytest.approx(pasted.mean(), abs=0.08), (i, j, w)    # the label weight: the box's share
+    assert boxed >= 3
+    assert batch_mixing() is None
+
+
+def test_classifier_mixes_its_unfrozen_phase_batches_and_checks_the_settings(lite0_64, small):
+    from zoo.tasks.classifier.model import FineTunedClassifier as Classifier
+    from zoo.training import configure
+
+    spec = Classifier.training
+    cfg, opts = configure(spec, dict(mixup=0.2, cutmix=1.0, batch_size=32))
+    task = Classifier(lite0_64, small[0].class_names)
+    _, labels = next(iter(spec.dataset(task, small[0], cfg, opts, training=True)))
+    assert np.allclose(labels.numpy().sum(1), 1) and (labels.numpy().max(1) < 0.999).any()   # soft labels
+    _, labels = next(iter(spec.dataset(task, small[1], cfg, opts, training=False)))
+    assert set(np.unique(labels.numpy())) == {0.0, 1.0}                                     # validation: as given
+    with pytest.raises(RecipeError, match="mixup must be between 0"):
+        lite0_64.finetune(*small, mixup=1.5, verbose=0)   # refused before the head phase trains

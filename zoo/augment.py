@@ -3,11 +3,14 @@
 Presets: ``"none"``, ``"light"`` (flip, shift), ``"default"`` (+ small rotation and zoom,
 contrast, brightness), ``"strong"`` (+ Gaussian noise, random erasing, blur and haze, the
 weather-like effects). A list of preset parts or any callable ``(images, training)`` works too.
+:func:`batch_mixing` mixes pairs of a batch and their one-hot labels (MixUp, CutMix).
 """
 from __future__ import annotations
 
 import keras
 from keras import layers
+
+from zoo.errors import RecipeError
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -66,3 +69,31 @@ def build_augmentation(spec="default", seed: int | None = None):
     if not names:
         return None
     return keras.Sequential([parts[n]() for n in names], name="augment")
+
+
+def batch_mixing(mixup: float = 0.0, cutmix: float = 0.0, seed: int | None = None):
+    """A ``(images, one-hot labels) -> (images, labels)`` batch map that mixes each image with another
+    of its batch and the labels by the same weights: MixUp (blends, weights from Beta(``mixup``,
+    ``mixup``); 0.2 is the paper's ImageNet setting), CutMix (a box pasted from the other image,
+    labels by area; ``cutmix`` bounds Keras's Beta parameter, 1.0 the paper's), or when both are set,
+    one of the two per batch at even odds (timm's switch). None when both are 0."""
+    for name, v in (("mixup", mixup), ("cutmix", cutmix)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise RecipeError(f"{name} must be between 0 (off) and 1, not {v}: e.g. mixup=0.2, cutmix=1.0")
+    mixers = [m for m in (layers.MixUp(alpha=mixup, seed=seed) if mixup else None,
+                          layers.CutMix(factor=cutmix, seed=seed) if cutmix else None) if m is not None]
+    if not mixers:
+        return None
+    import tensorflow as tf
+
+    def apply(mixer, images, labels):
+        out = mixer({"images": images, "labels": labels}, training=True)
+        return out["images"], out["labels"]
+
+    def mix(images, labels):
+        if len(mixers) == 1:
+            return apply(mixers[0], images, labels)
+        return tf.cond(tf.random.uniform((), seed=seed) < 0.5, lambda: apply(mixers[0], images, labels),
+                       lambda: apply(mixers[1], images, labels))
+
+    return mix

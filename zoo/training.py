@@ -206,11 +206,17 @@ class BudgetCosine(keras.optimizers.schedules.LearningRateSchedule):
 class AdamW(keras.optimizers.AdamW):
     """Keras's AdamW whose moving average of the weights (``use_ema``) warms up: its momentum is
     ``min(ema_momentum, (1 + t) / (10 + t))`` at step t (timm's ModelEmaV3), so a short run averages
-    its recent weights rather than its first ones. The average also covers ``averaged_statistics``
-    (set before the first step: the BatchNorm moving means and variances that training updates), as
-    timm's ModelEma averages a model's buffers, so averaged weights meet statistics of their own."""
+    its recent weights rather than its first ones. The average also covers the variables given to
+    :meth:`also_average` before the first step (the BatchNorm moving means and variances that
+    training updates), as timm's ModelEma averages a model's buffers, so averaged weights meet
+    statistics of their own."""
 
     averaged_statistics = ()
+
+    @untracked
+    def also_average(self, variables):
+        """Average these model variables too (kept out of the optimizer's own variables)."""
+        self.averaged_statistics = tuple(variables)
 
     @property
     def ema_momentum(self):
@@ -408,7 +414,7 @@ def fit_phase(task, spec, train, val, cfg, opts, epochs, lr, strategy, callbacks
     with strategy.scope():
         spent = keras.Variable(0.0, trainable=False, name="budget_spent") if deadline is not None else None
         opt = cosine_adamw(lr, steps * epochs, cfg.weight_decay, cfg.warmup_fraction, spent=spent, ema=cfg.ema)
-        opt.averaged_statistics = updated_statistics(task.keras_model) if cfg.ema else ()
+        opt.also_average(updated_statistics(task.keras_model) if cfg.ema else ())
         if cfg.clipnorm:
             opt.global_clipnorm = cfg.clipnorm  # read when gradients are applied
         task.keras_model.compile(opt, spec.loss(task, cfg, opts), metrics=spec.metrics(task, cfg, opts),

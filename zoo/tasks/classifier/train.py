@@ -1,5 +1,6 @@
 """The classifier's part of the one trainer: softmax cross-entropy with label smoothing, the head
-first on cached pooled features, accuracy as the monitor, image augmentation."""
+first on cached pooled features, accuracy as the monitor, image augmentation (MixUp / CutMix on
+request)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from zoo import data as zdata
-from zoo.augment import build_augmentation
+from zoo.augment import batch_mixing, build_augmentation
 from zoo.errors import DataError
 from zoo.training import TrainingSpec, holdout
 
@@ -18,6 +19,11 @@ from zoo.training import TrainingSpec, holdout
 class ClassifierOptions:
     label_smoothing: float = 0.1
     dropout: float = 0.2
+    mixup: float = 0.0               # MixUp's Beta parameter on the unfrozen phase's batches (e.g. 0.2); 0: off
+    cutmix: float = 0.0              # CutMix's (e.g. 1.0); with both set, one of the two per batch
+
+    def __post_init__(self):  # checked before the head phase, not when the unfrozen phase starts
+        batch_mixing(self.mixup, self.cutmix)
 
 
 def prepare_labelled(train, val, cfg, class_names=None, as_data=zdata.as_labeled):
@@ -63,8 +69,10 @@ class ClassifierTraining(TrainingSpec):
         if not training:
             return data.batches(task.input_size, cfg.batch_size).map(onehot)
         augment = build_augmentation(cfg.augment, cfg.seed)
-        return data.batches(task.input_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
-                            repeat=True).map(onehot)
+        ds = data.batches(task.input_size, cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+                          repeat=True).map(onehot)
+        mix = batch_mixing(opts.mixup, opts.cutmix, cfg.seed)
+        return ds if mix is None else ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
 
     def reports(self, task, val, out_dir: Path, cfg, opts):
         if val is not None:
