@@ -37,27 +37,30 @@ RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, scene_size=128,
 
 def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=3000, count=(3, 7), n_val=200,
         n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3, class_weights="balanced", items=None,
-        seed=0, verbose=None, head_config=None, scene_size=128, ema=None) -> dict:
+        seed=0, verbose=None, head_config=None, scene_size=128, ema=None, train_seed=None) -> dict:
     """(Step 1 when ``items`` is a dict of :func:`item_backbone` arguments,) train, save, evaluate on
     held-out default and shifted scenes; returns the summary. ``ema``: the trainer's moving average of
-    the weights (its momentum; None: none)."""
+    the weights (its momentum; None: none). ``seed`` draws the scenes and, unless ``train_seed`` is
+    given, the training (so another ``train_seed`` trains again on the same scenes)."""
+    train_seed = seed if train_seed is None else train_seed
     out = Path(out)
     t0 = time.perf_counter()
     body, item_s = backbone, None
     if items:
-        body = item_backbone(backbone, seed=seed, verbose=verbose, **items)
+        body = item_backbone(backbone, seed=train_seed, verbose=verbose, **items)
         item_s = round(time.perf_counter() - t0)
     train = scenes("train", n=n_train, size=scene_size, seed=seed, count=count)
     val = scenes("val", n=n_val, size=scene_size, seed=seed)
     seg = segmentation.train(train, val, backbone=body, head=head, out_dir=out, input_size=input_size,
-                             head_epochs=head_epochs, epochs=epochs, lr=lr, class_weights=class_weights, seed=seed,
-                             verbose=verbose, head_config=head_config or {}, ema=ema)
+                             head_epochs=head_epochs, epochs=epochs, lr=lr, class_weights=class_weights,
+                             seed=train_seed, verbose=verbose, head_config=head_config or {}, ema=ema)
     train_s = time.perf_counter() - t0
     seg.save(out / "model")
     summary = {"head": head, "backbone": backbone, "input_size": input_size, "train_scenes": n_train,
                "items_per_scene": list(count) if count else None, "item_step": items or None,
                "item_step_seconds": item_s, "head_epochs": head_epochs, "epochs": epochs,
-               "kept": seg.training_config.get("kept"), "ema": ema, "train_seconds": round(train_s)}
+               "kept": seg.training_config.get("kept"), "ema": ema, "lr": lr, "train_seed": train_seed,
+               "train_seconds": round(train_s)}
     for style in ("default", "shifted"):
         test = scenes("test", n=n_test, size=scene_size, seed=seed, style=style)
         t = time.perf_counter()
@@ -84,12 +87,14 @@ def main(argv=None):
                                                     f"(default {RECIPE['input_size']})")
     p.add_argument("--no-items", action="store_true", help="skip step 1 (the item classifier)")
     p.add_argument("--ema", type=float, help="momentum of a moving average of the weights, e.g. 0.999 (default: none)")
+    p.add_argument("--lr", type=float, help=f"peak learning rate of the unfrozen phase (default {RECIPE['lr']})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training; the scenes stay the same (default 0)")
     a = p.parse_args(argv)
-    cfg = dict(RECIPE, ema=a.ema)
+    cfg = dict(RECIPE, ema=a.ema, train_seed=a.seed)
     if a.no_items:
         cfg["items"] = None
     for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs"),
-                       ("input_size", "input_size")):
+                       ("input_size", "input_size"), ("lr", "lr")):
         if getattr(a, key) is not None:
             cfg[field] = getattr(a, key)
     s = run(head=a.head, backbone=a.backbone, out=a.out, **cfg)
