@@ -212,6 +212,19 @@ def test_augmentation_moves_boxes_with_pixels():
     assert checked >= 36 and turned >= 6
 
 
+def test_cli_augment_choices_are_the_library_presets():
+    """The CLI lists the presets itself (reading AUGMENT would load TensorFlow to build the parser)."""
+    import argparse
+
+    from zoo.tasks.detector.cli import add_commands
+    from zoo.tasks.detector.train import AUGMENT
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_commands(sub)
+    augment = next(a for a in sub.choices["train-detector"]._actions if a.dest == "augment")
+    assert sorted(augment.choices) == sorted(AUGMENT) and augment.default in AUGMENT
+
+
 def test_detector_trains_with_ema_and_every_orientation():
     """``ema`` and the "overhead" preset reach the detector through the one trainer: the epochs are
     scored on the averaged weights, and training ends with them (not the last step's)."""
