@@ -7,7 +7,8 @@ scenes of Fashion-MNIST items pasted on photos (:mod:`recipes.scenes`).
 Two transfer steps from the ImageNet weights, as the demo segmenter has: the backbone is first
 fine-tuned as a classifier of scene items (48 px crops of training-split scenes; never the
 validation or test scenes' items), then the detector learns boxes on the 128 px scenes, fed to
-the network at 192 px.
+the network at 192 px, keeping a moving average of the weights (``--ema``, 0.999; ``--ema 0``:
+without; measured: mAP50 0.715 with it, 0.701 without).
 
 Prints COCO mAP on held-out test scenes (and on scenes composed differently: other photos,
 scales and tints) and writes the model folder, training curves and a sheet of drawn test
@@ -25,7 +26,7 @@ from pathlib import Path
 # fast as the frozen network (the full backbone: 2.3x slower on 2 cores)
 RECIPE = dict(n_train=2000, n_val=200, size=128, head_epochs=3, epochs=11, unfreeze=2, head_lr=3e-3,
               lr=1e-3, batch_size=16, augment={"hue": 0.5, "saturation": (0.4, 1.6)},
-              input_size=192, items=dict(n=12000, input_size=48, head_epochs=3, epochs=2, source="scenes"))
+              input_size=192, ema=0.999, items=dict(n=12000, input_size=48, head_epochs=3, epochs=2, source="scenes"))
 
 
 def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, head_epochs=3,
@@ -90,10 +91,11 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=RECIPE["size"], help="scene side in pixels")
     p.add_argument("--input-size", type=int, default=RECIPE.get("input_size"), help="network input side (default: --size)")
     p.add_argument("--no-items", action="store_true", help="skip the item step (ImageNet body straight to scenes)")
-    p.add_argument("--ema", type=float, help="momentum of a moving average of the weights, e.g. 0.999 (default: none)")
+    p.add_argument("--ema", type=float, default=RECIPE["ema"],
+                   help=f"momentum of a moving average of the weights (default {RECIPE['ema']}; 0: none)")
     a = p.parse_args(argv)
     cfg = {**RECIPE, "n_train": a.n_train, "head_epochs": a.head_epochs, "epochs": a.epochs, "size": a.size,
-           "input_size": a.input_size, "ema": a.ema}
+           "input_size": a.input_size, "ema": a.ema or None}
     if a.no_items:
         cfg["items"] = None
     s = run(a.out, a.backbone, **cfg)

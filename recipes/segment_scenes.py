@@ -11,7 +11,10 @@ Two transfer steps, both from the ImageNet weights of the offline default backbo
    so the body already tells the ten classes apart;
 2. the segmenter (``recipes.segmentation.train``) learns where they are on dense training scenes
    (3-7 items each, 128 px, fed to the network at 192 px so that small items span more feature
-   cells), head first on the frozen body, then unfrozen.
+   cells), head first on the frozen body, then unfrozen, keeping a moving average of the weights
+   and of the decoder's BatchNorm statistics (``--ema``, 0.999; ``--ema 0``: without). Measured on
+   the U-Net: 0.574 and 0.571 mIoU with training seeds 0 and 1, against 0.565 and a run that early
+   stopping ended at validation mIoU 0.40 without it (README).
 
 Trains on composed scenes (Fashion-MNIST items on scikit-image photos; recipes.scenes), prints
 the mIoU on held-out test scenes (other items, other photos) and on scenes composed differently
@@ -31,7 +34,7 @@ from recipes import segmentation
 from recipes.scenes import item_backbone, scenes
 
 RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, scene_size=128, input_size=192, head_epochs=1,
-              epochs=5, lr=1e-3, class_weights="balanced",
+              epochs=5, lr=1e-3, class_weights="balanced", ema=0.999,
               items=dict(n=12000, input_size=48, head_epochs=3, epochs=2, source="scenes"))
 
 
@@ -86,11 +89,12 @@ def main(argv=None):
     p.add_argument("--input-size", type=int, help=f"network input side; scenes stay {RECIPE['scene_size']} px "
                                                     f"(default {RECIPE['input_size']})")
     p.add_argument("--no-items", action="store_true", help="skip step 1 (the item classifier)")
-    p.add_argument("--ema", type=float, help="momentum of a moving average of the weights, e.g. 0.999 (default: none)")
+    p.add_argument("--ema", type=float, default=RECIPE["ema"],
+                   help=f"momentum of a moving average of the weights (default {RECIPE['ema']}; 0: none)")
     p.add_argument("--lr", type=float, help=f"peak learning rate of the unfrozen phase (default {RECIPE['lr']})")
     p.add_argument("--seed", type=int, default=0, help="seed of the training; the scenes stay the same (default 0)")
     a = p.parse_args(argv)
-    cfg = dict(RECIPE, ema=a.ema, train_seed=a.seed)
+    cfg = dict(RECIPE, ema=a.ema or None, train_seed=a.seed)
     if a.no_items:
         cfg["items"] = None
     for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs"),
