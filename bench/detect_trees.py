@@ -163,9 +163,7 @@ def main():
     train, val = tiled.take(order[k:]), tiled.take(order[:k])
     left, right = halves(test)
     if a.site_labels != "none":   # the half repeated, so that it weighs as much as 8 tiles an epoch
-        copies = a.site_repeat
-        site = detection.DetectionData(left.images * copies, left.boxes * copies, left.labels * copies, ["Tree"],
-                                       left.sources * copies)
+        site = left.take([0] * a.site_repeat)
         train, val = (site, left) if a.site_labels == "only" else (detection.DetectionData(
             list(train.images) + site.images, list(train.boxes) + site.boxes, list(train.labels) + site.labels,
             ["Tree"], list(train.sources) + site.sources), val)

@@ -71,15 +71,20 @@ def build_augmentation(spec="default", seed: int | None = None):
     return keras.Sequential([parts[n]() for n in names], name="augment")
 
 
+def check_mixing(mixup: float, cutmix: float):
+    """A :class:`RecipeError` unless both settings of :func:`batch_mixing` lie in [0, 1]."""
+    for name, v in (("mixup", mixup), ("cutmix", cutmix)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise RecipeError(f"{name} must be between 0 (off) and 1, not {v}: e.g. mixup=0.2, cutmix=1.0")
+
+
 def batch_mixing(mixup: float = 0.0, cutmix: float = 0.0, seed: int | None = None):
     """A ``(images, one-hot labels) -> (images, labels)`` batch map that mixes each image with another
     of its batch and the labels by the same weights: MixUp (blends, weights from Beta(``mixup``,
     ``mixup``); 0.2 is the paper's ImageNet setting), CutMix (a box pasted from the other image,
     labels by area; ``cutmix`` bounds Keras's Beta parameter, 1.0 the paper's), or when both are set,
     one of the two per batch at even odds (timm's switch). None when both are 0."""
-    for name, v in (("mixup", mixup), ("cutmix", cutmix)):
-        if not 0.0 <= float(v) <= 1.0:
-            raise RecipeError(f"{name} must be between 0 (off) and 1, not {v}: e.g. mixup=0.2, cutmix=1.0")
+    check_mixing(mixup, cutmix)
     mixers = [m for m in (layers.MixUp(alpha=mixup, seed=seed) if mixup else None,
                           layers.CutMix(factor=cutmix, seed=seed) if cutmix else None) if m is not None]
     if not mixers:

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from zoo import data as zdata
-from zoo.augment import batch_mixing, build_augmentation
+from zoo.augment import batch_mixing, build_augmentation, check_mixing
 from zoo.errors import DataError
 from zoo.training import TrainingSpec, holdout
 
@@ -23,7 +23,7 @@ class ClassifierOptions:
     cutmix: float = 0.0              # CutMix's (e.g. 1.0); with both set, one of the two per batch
 
     def __post_init__(self):  # checked before the head phase, not when the unfrozen phase starts
-        batch_mixing(self.mixup, self.cutmix)
+        check_mixing(self.mixup, self.cutmix)
 
 
 def prepare_labelled(train, val, cfg, class_names=None, as_data=zdata.as_labeled):
