@@ -270,8 +270,9 @@ class Task:
 
 
 # ---- the backbone part of a folder ---------------------------------------------------------------
-def open_backbone(path: Path, record: dict | None, model=None, what: str = "this model"):
-    """The backbone a folder records: rebuilt and loaded from ``backbone.weights.h5`` when stored,
+def open_backbone(path: Path, record: dict | None, model=None, what: str = "this model",
+                  weights_file: str = BACKBONE_WEIGHTS):
+    """The backbone a folder records: rebuilt and loaded from ``weights_file`` when stored,
     else re-loaded by name (or from its source folder) and checked by fingerprint; ``model`` may
     stand in for a recorded one. None when the task was built on embeddings."""
     from zoo.tasks.common import load_recorded_model
@@ -284,9 +285,34 @@ def open_backbone(path: Path, record: dict | None, model=None, what: str = "this
 
     backbone = ZooModel(entry_of({"base_model": record["name"], "tag": record.get("tag"),
                                   "input_size": record["input_size"]}, path), record["input_size"], weights=None)
-    backbone.feature_network.load_weights(path / BACKBONE_WEIGHTS)
+    backbone.feature_network.load_weights(path / weights_file)
     backbone.weights_source = str(path)
     return backbone
+
+
+# ---- a task kept inside another's folder (a detector's crop classifier) ---------------------------
+def nested_record(task) -> dict:
+    """What a folder's config records of a task whose weights it holds as :func:`nested_files`."""
+    return {"kind": task.kind, "backbone": {**task.backbone_record(), "stored": True, "source": None},
+            "task": task.get_config(), "labels": list(task.class_names)}
+
+
+def nested_files(task, prefix: str) -> dict:
+    """The task's backbone and head weights as files of another task's folder, names prefixed."""
+    return {prefix + BACKBONE_WEIGHTS: task.feature_network.save_weights,
+            prefix + TASK_WEIGHTS: lambda f: _save_task_weights(task, f)}
+
+
+def open_nested(path: Path, record: dict, prefix: str):
+    """The task :func:`nested_record` and :func:`nested_files` wrote into the folder ``path``."""
+    from zoo.kinds import get_kind
+
+    zio.require(record, path, kind=str, backbone=dict, task=dict, labels=list)
+    backbone = open_backbone(Path(path), {**record["backbone"], "stored": True}, weights_file=prefix + BACKBONE_WEIGHTS)
+    task = get_kind(record["kind"]).from_config(backbone, record["task"], {}, record["labels"], path=path)
+    _load_task_weights(task, Path(path) / (prefix + TASK_WEIGHTS))
+    task.weights_source = str(path)
+    return task
 
 
 def _is_zoo_folder(path) -> bool:

@@ -52,7 +52,8 @@ from zoo.compat import retinanet_parts
 from zoo.errors import DataError, InputShapeError, RecipeError
 from zoo.layers import Normalize
 from zoo.kinds import register_kind
-from zoo.tasks.base import Task
+from zoo.tasks.base import Task, nested_files, nested_record, open_nested
+from zoo.tasks.detector import second_stage as stage_two
 from zoo.tasks.detector.metrics import coco_metrics, detection_arrays
 from zoo.tasks.detector.train import DetectionTraining
 
@@ -71,6 +72,7 @@ HEAD_DEFAULTS = {
     "prior_probability": 0.01,
 }
 FILL = 114.0                        # letterbox padding grey (as zoo.images.letterbox)
+SECOND_STAGE_PREFIX = "second_stage_"   # the crop classifier's files in a detector's folder
 MAX_LOG_SIZE = math.log(1000.0 / 16)  # clamp on decoded log-size deltas (torchvision's)
 EVAL_SCORE_THRESHOLD = 0.05         # COCO evaluation keeps low-scoring boxes (torchvision's default)
 
@@ -100,8 +102,9 @@ def build_network(pixels, normalized, feature_network, levels, num_classes: int,
 
 
 def postprocess(outputs: dict, anchors, variance, score_threshold: float = 0.3, iou_threshold: float = 0.5,
-                max_detections: int = 100, class_agnostic: bool = True):
-    """Raw network outputs -> padded ``(boxes xyxy, scores, labels, count)`` per image.
+                max_detections: int = 100, class_agnostic: bool = True, with_probs: bool = False):
+    """Raw network outputs -> padded ``(boxes xyxy, scores, labels, count)`` per image (and, with
+    ``with_probs`` and ``class_agnostic``, each kept box's class probabilities (B, D, C) last).
 
     Only the ``4 * max_detections`` (at least 300) most confident anchors go through NMS (as
     torchvision's top-k candidates). Log-size deltas are clamped (torchvision's ``log(1000/16)``)
@@ -127,7 +130,10 @@ def postprocess(outputs: dict, anchors, variance, score_threshold: float = 0.3, 
         score_threshold=score_threshold, clip_boxes=False)
     if class_agnostic:  # the kept boxes' best class: find each kept box among the candidates
         same = tf.reduce_all(tf.equal(b[:, :, None, :], boxes[:, None, :, :]), -1)          # (B, D, K)
-        c = tf.argmax(tf.reduce_max(tf.where(same[..., None], probs[:, None], -1.0), 2), -1)
+        kept = tf.reduce_max(tf.where(same[..., None], probs[:, None], -1.0), 2)           # (B, D, C)
+        c = tf.argmax(kept, -1)
+        if with_probs:
+            return b, s, tf.cast(c, tf.int32), n, tf.maximum(kept, 0.0)
     return b, s, tf.cast(c, tf.int32), n
 
 
@@ -145,6 +151,7 @@ class Detector(Task):
         if unknown:
             raise RecipeError(f"unknown head settings {sorted(unknown)}; known: {sorted(HEAD_DEFAULTS)}")
         self.head_config = {**HEAD_DEFAULTS, **(head_config or {})}
+        self.second_stage, self.second_stage_settings = None, dict(stage_two.DEFAULTS)
         if self.head_config["group_norm"] and self.head_config["filters"] % 32:
             raise RecipeError(f"group_norm needs filters divisible by 32 (32 groups); got {self.head_config['filters']}")
         cfg = self.head_config
@@ -169,7 +176,38 @@ class Detector(Task):
         return self.detection_model
 
     def __repr__(self):
-        return f"<Detector RetinaNet on {self.entry.full_name} {self.input_size}px, {self.num_classes} classes>"
+        two = f" + crop classifier {self.second_stage.input_size}px" if self.second_stage is not None else ""
+        return f"<Detector RetinaNet on {self.entry.full_name} {self.input_size}px{two}, {self.num_classes} classes>"
+
+    def attach_second_stage(self, classifier, weight: float = stage_two.DEFAULTS["weight"],
+                            context: float = stage_two.DEFAULTS["context"],
+                            top_k: int = stage_two.DEFAULTS["top_k"]) -> "Detector":
+        """Re-judge each box's class with ``classifier``, a Classifier of box crops with this
+        detector's classes (:func:`zoo.tasks.detector.second_stage.train`; see that module for how
+        the two stages' probabilities mix). ``None`` detaches it. Returns the detector."""
+        if classifier is not None:
+            stage_two.check_classifier(classifier, self.class_names)
+        self.second_stage_settings = stage_two.check_settings(weight, context, top_k)
+        self.second_stage = classifier
+        self._fns.clear()
+        return self
+
+    def _outputs_fn(self, score_threshold: float, iou_threshold: float, max_detections: int,
+                    class_agnostic: bool, use_second_stage: bool):
+        """Letterboxed pixels -> padded (boxes, scores, labels, count): the network, decoding and
+        NMS, then the second stage when one is attached and ``use_second_stage``."""
+        model, anchors, variance = self.detection_model, self.anchors, list(self.head_config["box_variance"])
+        stage = self.second_stage if use_second_stage else None
+
+        def call(x):
+            if stage is None:
+                return postprocess(model(x, training=False), anchors, variance, score_threshold, iou_threshold,
+                                   max_detections, class_agnostic)
+            b, s, _, n, probs = postprocess(model(x, training=False), anchors, variance, score_threshold,
+                                            iou_threshold, max_detections, True, with_probs=True)
+            return stage_two.rescore(x, b, s, probs, n, stage.keras_model, stage.input_size,
+                                        self.second_stage_settings, max_detections, score_threshold, class_agnostic)
+        return call
 
     # ---- training pieces --------------------------------------------------------------------
     def losses(self) -> dict:
@@ -204,17 +242,13 @@ class Detector(Task):
 
     # ---- inference --------------------------------------------------------------------------
     def _decode_fn(self, score_threshold: float, iou_threshold: float, max_detections: int, batch_size: int,
-                   class_agnostic: bool = True):
+                   class_agnostic: bool = True, use_second_stage: bool = True):
         """A traced call: a batch of ``batch_size`` letterboxed images -> padded (boxes, scores,
         labels, count) after NMS (traced once per batch size: the last batch is padded)."""
         key = ("detect", float(score_threshold), float(iou_threshold), int(max_detections), int(batch_size),
-               bool(class_agnostic))
+               bool(class_agnostic), bool(use_second_stage))
         if key not in self._fns:
-            model, anchors, variance = self.detection_model, self.anchors, list(self.head_config["box_variance"])
-
-            def call(x):
-                return postprocess(model(x, training=False), anchors, variance, score_threshold, iou_threshold,
-                                   max_detections, class_agnostic)
+            call = self._outputs_fn(score_threshold, iou_threshold, max_detections, class_agnostic, use_second_stage)
             spec = tf.TensorSpec((batch_size, self.input_size, self.input_size, 3), tf.float32)
             self._fns[key] = tf.function(call, input_signature=[spec])
         return self._fns[key]
@@ -229,24 +263,26 @@ class Detector(Task):
 
         from zoo.export import Signature, model_metadata, pixel_input
 
-        anchors, variance, model = self.anchors, list(self.head_config["box_variance"]), self.detection_model
         cfg = (float(score_threshold), float(iou_threshold), int(max_detections))
+        call = self._outputs_fn(*cfg, class_agnostic=True, use_second_stage=True)
 
         class Decode(keras.layers.Layer):
-            def call(self, outputs):
-                b, s, c, n = postprocess(outputs, anchors, variance, *cfg)
+            def call(self, pixels):
+                b, s, c, n = call(pixels)
                 return {"boxes": b, "scores": s, "labels": c, "count": n}
 
         raw, x = pixel_input(self.input_size, input_dtype)
         meta = {**model_metadata(self, "detector"), "labels": list(self.class_names), "box_format": "xyxy",
                 "score_threshold": cfg[0], "iou_threshold": cfg[1], "max_detections": cfg[2],
+                "second_stage": None if self.second_stage is None else {
+                    **self.second_stage_settings, "input_size": self.second_stage.input_size},
                 "input_note": "letterbox each image: scale by min(S/h, S/w), centre it on an SxS canvas "
                               "of value 114; map boxes back with (box - pad) / scale"}
-        return Signature(keras.Model(raw, Decode(name="decode")(model(x)), name="detector_export"), meta)
+        return Signature(keras.Model(raw, Decode(name="decode")(x), name="detector_export"), meta)
 
     def detect(self, images, score_threshold: float = 0.3, iou_threshold: float = 0.5, max_detections: int = 100,
                batch_size: int = 16, return_sources: bool = False, value_range: str = "auto",
-               progress: bool = False, class_agnostic: bool = True):
+               progress: bool = False, class_agnostic: bool = True, second_stage: bool = True):
         """Per image ``{"boxes": (n, 4) float32 xyxy in that image's own pixels, "scores": (n,),
         "labels": (n,) int64, "names": [str]}``, best first.
 
@@ -254,13 +290,14 @@ class Detector(Task):
         ``input_size`` (aspect kept, grey padding) and its boxes mapped back. Unreadable files
         are skipped with a warning (``return_sources=True`` says which row is which input).
         ``class_agnostic=False``: NMS per class, so a box may come back once per likely class
-        (what COCO evaluation expects; see :func:`postprocess`).
+        (what COCO evaluation expects; see :func:`postprocess`). ``second_stage=False``: the
+        detector alone, even when a crop classifier is attached (:meth:`attach_second_stage`).
         """
         inference.check_batch_size(batch_size)
         for name, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold)):
             if not 0.0 <= float(v) <= 1.0:
                 raise InputShapeError(f"{name} must be in [0, 1]; got {v!r}")
-        fn = self._decode_fn(score_threshold, iou_threshold, max_detections, batch_size, class_agnostic)
+        fn = self._decode_fn(score_threshold, iou_threshold, max_detections, batch_size, class_agnostic, second_stage)
 
         def boxes_back(out, batch):  # each image's boxes in its own pixels
             boxes, scores, labels, count = out
@@ -280,18 +317,20 @@ class Detector(Task):
                              pad_to=batch_size)
 
     def evaluate(self, data, batch_size: int = 16, score_threshold: float = EVAL_SCORE_THRESHOLD,
-                 iou_threshold: float = 0.5, progress: bool = False, class_agnostic: bool = False) -> dict:
+                 iou_threshold: float = 0.5, progress: bool = False, class_agnostic: bool = False,
+                 second_stage: bool = True) -> dict:
         """COCO box metrics (pycocotools) on labelled data: ``{"mAP", "mAP50", "mAP75", "mAP_small",
         "mAP_medium", "mAP_large", "AR100", "per_class": {name: AP}, "n_images", "n_boxes"}``.
 
         ``data``: an object with ``.images``, ``.boxes`` (per image (k, 4) xyxy pixels) and
         ``.labels`` (demo scenes, ``zoo.tasks.detector`` readers) or an ``(images, boxes, labels)``
         tuple. Detections as COCO's protocol has them: scores down to 0.05, NMS per class, at most
-        100 per image.
+        100 per image (with a second stage: each box once per likely class, ``top_k`` at most).
         """
         imgs, boxes, labels = detection_arrays(data, self.class_names)
         r = self.detect(imgs, score_threshold=score_threshold, iou_threshold=iou_threshold, batch_size=batch_size,
-                        return_sources=True, progress=progress, class_agnostic=class_agnostic)
+                        return_sources=True, progress=progress, class_agnostic=class_agnostic,
+                        second_stage=second_stage)
         if r.skipped:
             raise DataError(f"{len(r.skipped)} evaluation images could not be read (first: {r.skipped[0][1]})")
         return coco_metrics(boxes, labels, r.outputs, self.class_names)
@@ -305,14 +344,26 @@ class Detector(Task):
 
     # ---- persistence ------------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"head": {"type": "retinanet", **self.head_config}}
+        config = {"head": {"type": "retinanet", **self.head_config}}
+        if self.second_stage is not None:
+            config["second_stage"] = {**self.second_stage_settings, "classifier": nested_record(self.second_stage)}
+        return config
+
+    def extra_files(self) -> dict:
+        return nested_files(self.second_stage, SECOND_STAGE_PREFIX) if self.second_stage is not None else {}
 
     @classmethod
-    def from_config(cls, backbone, config, arrays, class_names, **_):
+    def from_config(cls, backbone, config, arrays, class_names, path=None, **_):
         head = dict(config.get("head") or {})
         if head.pop("type", "retinanet") != "retinanet":
             raise zio.SavedModelError("unknown detection head: upgrade zoo")
-        return cls(backbone, class_names, {k: v for k, v in head.items() if k in HEAD_DEFAULTS})
+        det = cls(backbone, class_names, {k: v for k, v in head.items() if k in HEAD_DEFAULTS})
+        stage = config.get("second_stage")
+        if stage:
+            zio.require(stage, path, classifier=dict)
+            det.attach_second_stage(open_nested(path, stage["classifier"], SECOND_STAGE_PREFIX),
+                                    **{k: stage[k] for k in stage_two.DEFAULTS if k in stage})
+        return det
 
 
 train = Detector.train  # detector.train(train, val, backbone=..., **settings): see zoo.training.train
