@@ -85,7 +85,7 @@ def train_zoo(train, val, a, stop):
     from recipes import detection
     from recipes.detect_scenes import RECIPE
 
-    cfg = {k: v for k, v in RECIPE.items() if k not in ("n_train", "n_val", "size", "items")}
+    cfg = {k: v for k, v in RECIPE.items() if k not in ("n_train", "n_val", "size", "items", "second_stage")}
     cfg.update(input_size=a.input_size, batch_size=a.batch_size, epochs=1000, max_minutes=a.minutes)  # the clock ends it
     det = detection.train(train, val, backbone="efficientnet_lite0", eval_every=2, seed=0, verbose=2,
                           callbacks=[stop], **cfg)

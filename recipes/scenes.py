@@ -240,23 +240,31 @@ def item_crops(data: Scenes, size: int = 48, context: float = 0.15):
 
 
 def item_backbone(backbone="efficientnet_lite0", n=12000, input_size=48, head_epochs=3, epochs=1, seed=0,
-                  verbose=None, source="fashion_mnist"):
+                  verbose=None, source="fashion_mnist", canvas=None, jitter=0.05):
     """The demo recipes' first step: ``backbone`` fine-tuned as a classifier of ``n`` Fashion-MNIST
     training items drawn only from those the training scenes use (indices below ``VAL_START``), so
     that the body tells the ten classes apart before it learns where they are. ``source="scenes"``
     takes the items as training scenes show them (:func:`item_crops` of scenes composed with
-    another seed; still training-split items only) instead of the plain grey 28x28 images."""
+    another seed; still training-split items only) instead of the plain grey 28x28 images;
+    ``source="boxes"`` the same items cut as a detector's second stage cuts its boxes
+    (:func:`zoo.tasks.detector.second_stage.item_crops`: from the scenes letterboxed to ``canvas``,
+    box edges moved by up to ``jitter``), so that the classifier can serve as that stage."""
     import zoo
     from zoo import data
 
-    if source == "scenes":
+    if source in ("scenes", "boxes"):
         mean_items = sum(STYLES["default"]["count"]) / 2
         composed = scenes("train", n=int(math.ceil(n / mean_items)), size=128, seed=seed + 1000)
-        items = item_crops(composed, size=input_size)
+        if source == "scenes":
+            items = item_crops(composed, size=input_size)
+        else:
+            from zoo.tasks.detector import second_stage
+
+            items = second_stage.item_crops(composed, size=input_size, jitter=jitter, canvas=canvas, seed=seed)
     elif source == "fashion_mnist":
         items = data.fashion_mnist("train").take(np.arange(VAL_START)).subset(total=n, seed=seed)
     else:
-        raise DataError(f"source must be 'fashion_mnist' or 'scenes', not {source!r}")
+        raise DataError(f"source must be 'fashion_mnist', 'scenes' or 'boxes', not {source!r}")
     return zoo.load(backbone, input_size=input_size).finetune(items, epochs=epochs, head_epochs=head_epochs,
                                                               val_fraction=0.05, seed=seed, verbose=verbose)
 

@@ -136,7 +136,9 @@ def rescore(pixels, boxes, scores, det_probs, count, classifier_model, size: int
     valid = tf.sequence_mask(count, n_det)
     where = tf.cast(tf.where(valid), tf.int32)
     crops = crop_boxes(pixels, tf.gather_nd(boxes, where), where[:, 0], size, settings["context"])
-    clf_probs = tf.cast(classifier_model(crops, training=False), tf.float32)
+    # one blank crop more, dropped after: a batch of images with no box left would be an empty batch
+    crops = tf.concat([crops, tf.zeros([1, size, size, 3])], axis=0)
+    clf_probs = tf.cast(classifier_model(crops, training=False), tf.float32)[:-1]
     num_classes = tf.shape(det_probs)[-1]
     clf = tf.scatter_nd(where, clf_probs, tf.stack([n_img, n_det, num_classes]))
     det = det_probs / tf.maximum(tf.reduce_sum(det_probs, -1, keepdims=True), 1e-9)
