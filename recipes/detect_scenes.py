@@ -106,6 +106,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=RECIPE["size"], help="scene side in pixels")
     p.add_argument("--input-size", type=int, default=RECIPE.get("input_size"), help="network input side (default: --size)")
     p.add_argument("--no-items", action="store_true", help="skip the item step (ImageNet body straight to scenes)")
+    p.add_argument("--item-crops", type=int, default=RECIPE["items"]["n"], help="item step: training crops")
+    p.add_argument("--item-epochs", type=int, default=RECIPE["items"]["epochs"], help="item step: unfrozen epochs")
     p.add_argument("--no-second-stage", action="store_true",
                    help="the detector alone (by default the item step's classifier re-judges each box's class)")
     p.add_argument("--ema", type=float, default=RECIPE["ema"],
@@ -113,8 +115,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     cfg = {**RECIPE, "n_train": a.n_train, "head_epochs": a.head_epochs, "epochs": a.epochs, "size": a.size,
            "input_size": a.input_size, "ema": a.ema or None, "second_stage": not (a.no_second_stage or a.no_items)}
-    if a.no_items:
-        cfg["items"] = None
+    cfg["items"] = None if a.no_items else {**RECIPE["items"], "n": a.item_crops, "epochs": a.item_epochs}
     s = run(a.out, a.backbone, **cfg)
     print(json.dumps(s, indent=2))
     t = s["test"]

@@ -17,6 +17,7 @@ from zoo.tasks.detector.data import (  # noqa: F401  (re-exported)
     write_coco, write_voc, write_yolo,
 )
 from zoo.tasks.detector.draw import draw, sheet  # noqa: F401
+from zoo.tasks.detector import second_stage  # noqa: F401  (crop classifier: R-CNN's second stage)
 from zoo.tasks.detector.model import Detector, train  # noqa: F401
 from zoo.tasks.detector.train import AUGMENT, augment_example, letterbox_set, training_dataset  # noqa: F401
 

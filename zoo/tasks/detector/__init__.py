@@ -5,6 +5,7 @@ from zoo.tasks import detector
 data = detector.read_coco("ann.json", "images/")     # or read_voc(dir) / read_yolo(dir, names) / read_tfds("voc")
 det = detector.train(train, val, backbone="efficientnet_lite0", head_epochs=12, out_dir="runs/detect")
 det.detect(images); det.evaluate(test); det.save("runs/detect/model")
+det.attach_second_stage(second_stage.train(train, canvas=det.input_size))   # crops re-judged (R-CNN)
 ```
 """
 from zoo.kinds import lazy_exports

@@ -95,11 +95,21 @@ def _cmd_train(a) -> int:
     det = Detector.train(train, val, backbone=a.backbone, head_epochs=a.head_epochs, epochs=a.epochs,
                          input_size=a.input_size, batch_size=a.batch_size, out_dir=out, seed=a.seed,
                          augment=a.augment, val_fraction=0)
+    if a.second_stage_epochs is not None:
+        from zoo.tasks.detector import second_stage
+
+        clf = second_stage.train(train, val, backbone=a.backbone, input_size=a.second_stage_size,
+                                 canvas=det.input_size, epochs=a.second_stage_epochs, seed=a.seed)
+        det.attach_second_stage(clf)
     det.save(out / "model")
     msg = f"saved the detector to {out / 'model'} (curves.png, predictions.png in {out})"
     if val is not None:
         r = det.evaluate(val)
         msg = f"validation mAP {r['mAP']:.3f}, mAP50 {r['mAP50']:.3f} on {r['n_images']} images; " + msg
+        if det.second_stage is not None:
+            alone = det.evaluate(val, second_stage=False)
+            msg = f"{msg}\nthe detector alone, without the second stage: mAP {alone['mAP']:.3f}, " \
+                  f"mAP50 {alone['mAP50']:.3f}"
     print(msg)
     return 0
 
@@ -132,5 +142,9 @@ def add_commands(subparsers):
     t.add_argument("--augment", default="default", choices=["none", "light", "default", "strong", "overhead"])
     t.add_argument("--val-fraction", type=fraction, default=0.1, help="held out for validation (not 'scenes')")
     t.add_argument("--n-train", type=positive_int, default=2000, help="'scenes': training scenes")
+    t.add_argument("--second-stage-epochs", type=non_negative_int, metavar="N",
+                   help="also train a classifier of the boxes' crops that re-judges each detected box's class "
+                        "(R-CNN's second stage): its head, then N epochs of the whole classifier (default: none)")
+    t.add_argument("--second-stage-size", type=positive_int, default=48, help="the crop classifier's input side")
     t.add_argument("--seed", type=non_negative_int, default=0)
     t.set_defaults(func=_cmd_train)
