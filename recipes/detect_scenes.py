@@ -29,7 +29,7 @@ from pathlib import Path
 RECIPE = dict(n_train=2000, n_val=200, size=128, head_epochs=3, epochs=11, unfreeze=2, head_lr=3e-3,
               lr=1e-3, batch_size=16, augment={"hue": 0.5, "saturation": (0.4, 1.6)},
               input_size=192, ema=0.999, second_stage=True,
-              items=dict(n=24000, input_size=48, head_epochs=3, epochs=4, source="boxes"))
+              items=dict(n=48000, input_size=48, head_epochs=3, epochs=6, source="boxes"))
 
 
 def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=200, n_test=500, size=128, head_epochs=3,

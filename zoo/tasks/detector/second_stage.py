@@ -8,8 +8,11 @@ det.attach_second_stage(clf)          # detect / evaluate / save / export now us
 The detector keeps one box per place (class-agnostic NMS); each kept box is cut from the network's
 input as a square with ``context`` around it (:func:`crop_boxes`), classified, and its class
 probabilities become the geometric mean of the detector's (normalised over the classes) and the
-classifier's, weighted ``weight`` towards the classifier. A box's score is the detector's
-confidence that something is there times the mixed probability of the class. With per-class
+classifier's, weighted ``weight`` towards the classifier. A box's score is the geometric mean of
+the detector's confidence in it and the mixed probability of the class (their product ranks boxes
+best, measured on the demo scenes; its square root keeps scores on the detector's scale, so the
+same thresholds serve). Only boxes the detector alone keeps at the score threshold are re-judged,
+and those whose new score falls below it are dropped. With per-class
 output (``class_agnostic=False``, as COCO evaluation asks) each box comes back once for each of
 its ``top_k`` likeliest classes.
 """
@@ -59,14 +62,17 @@ def square_boxes(boxes, context: float):
 def crop_boxes(pixels, boxes, box_indices, size: int, context: float):
     """Square crops (K, size, size, 3) float32 of ``pixels`` (B, H, W, 3) around ``boxes`` (K, 4)
     xyxy in pixels of image ``box_indices`` (K,); black beyond the image. Sampled at twice the
-    size, then area-averaged down, so large boxes are not aliased."""
+    size, then averaged over 2x2 blocks, so large boxes are not aliased."""
     pixels = tf.cast(pixels, tf.float32)
     sq = square_boxes(boxes, context)
-    h, w = tf.cast(tf.shape(pixels)[1] - 1, tf.float32), tf.cast(tf.shape(pixels)[2] - 1, tf.float32)
+    h, w = tf.cast(tf.shape(pixels)[1], tf.float32), tf.cast(tf.shape(pixels)[2], tf.float32)
+    # one black row and column more: ONNX Runtime's Resize ignores the crop when the sampled size
+    # equals the image's (a 96 px canvas, 48 px crops sampled at 96); an odd side never does
+    pixels = tf.pad(pixels, [[0, 0], [0, 1], [0, 1], [0, 0]])
     normalized = tf.stack([sq[:, 1] / h, sq[:, 0] / w, sq[:, 3] / h, sq[:, 2] / w], axis=-1)
     crops = tf.image.crop_and_resize(pixels, normalized, tf.cast(box_indices, tf.int32), (2 * size, 2 * size),
                                      extrapolation_value=0.0)
-    return tf.image.resize(crops, (size, size), method="area")
+    return tf.nn.avg_pool2d(crops, 2, 2, "VALID")     # area-averaged to size (an op every runtime has)
 
 
 def item_crops(data, size: int = 48, context: float = DEFAULTS["context"], jitter: float = 0.0, copies: int = 1,
@@ -135,7 +141,10 @@ def rescore(pixels, boxes, scores, det_probs, count, classifier_model, size: int
     n_img, n_det = b_shape[0], b_shape[1]
     valid = tf.sequence_mask(count, n_det)
     where = tf.cast(tf.where(valid), tf.int32)
-    crops = crop_boxes(pixels, tf.gather_nd(boxes, where), where[:, 0], size, settings["context"])
+    side = tf.cast(tf.shape(pixels)[1:3], tf.float32)          # boxes cut as detect() returns them: clipped
+    limit = tf.stack([side[1], side[0], side[1], side[0]])
+    crops = crop_boxes(pixels, tf.clip_by_value(tf.gather_nd(boxes, where), 0.0, limit), where[:, 0], size,
+                       settings["context"])
     # one blank crop more, dropped after: a batch of images with no box left would be an empty batch
     crops = tf.concat([crops, tf.zeros([1, size, size, 3])], axis=0)
     clf_probs = tf.cast(classifier_model(crops, training=False), tf.float32)[:-1]
@@ -147,7 +156,7 @@ def rescore(pixels, boxes, scores, det_probs, count, classifier_model, size: int
     mixed = mixed / tf.reduce_sum(mixed, -1, keepdims=True)
     k = 1 if class_agnostic else min(settings["top_k"], int(det_probs.shape[-1]))
     probs, labels = tf.math.top_k(mixed, k)                                    # (B, D, k)
-    final = scores[..., None] * probs
+    final = tf.sqrt(scores[..., None] * probs)     # the geometric mean: the detector's scale, the product's order
     keep = valid[..., None] & (final >= score_threshold)
     final = tf.reshape(tf.where(keep, final, -1.0), [n_img, -1])
     top = tf.math.top_k(final, tf.minimum(max_detections, tf.shape(final)[1]))
