@@ -249,7 +249,7 @@ def calibration_batches(calibration, size: int, n: int = CALIBRATION_IMAGES):
     for batch in src.dataset:
         if isinstance(batch, tuple):
             batch = batch[1]
-        out.extend(np.clip(np.round(batch.numpy()), 0, 255).astype(np.uint8)[:, None])
+        out.extend(zimages.as_uint8(batch.numpy())[:, None])
         if len(out) >= n:
             break
     if not out:

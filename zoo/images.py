@@ -78,6 +78,11 @@ def pixel_scale(dtype, max_value: float | None = None, value_range: str = "auto"
     return 255.0 if max_value is not None and max_value <= 1.0 else 1.0
 
 
+def as_uint8(pixels) -> np.ndarray:
+    """Float pixels in [0, 255] as uint8: rounded, clipped (what a uint8 image or runtime takes)."""
+    return np.clip(np.round(np.asarray(pixels)), 0, 255).astype(np.uint8)
+
+
 def to_pixels(x, scale: float) -> tf.Tensor:
     """Raw images (..., H, W, C) with C in 1..4 -> float32 RGB in [0, 255]: scale, clip, gray
     to RGB, alpha dropped. The single conversion every path uses."""

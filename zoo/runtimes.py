@@ -160,7 +160,9 @@ class RuntimeModel:
 
     def _pixels(self, batch: np.ndarray) -> np.ndarray:
         if self.input_dtype == np.uint8:
-            return np.clip(np.round(batch), 0, 255).astype(np.uint8)
+            from zoo.images import as_uint8
+
+            return as_uint8(batch)
         return batch
 
     def _run(self, output: str, images, batch_size, progress, value_range, flip_tta=False):

@@ -353,7 +353,7 @@ def tiles(data, size: int = 400, overlap: float = 0.25, min_visible: float = 0.5
     out_img, out_box, out_lab, out_src = [], [], [], []
     for img, b, lab, src in zip(data.images, data.boxes, data.labels, data.sources):
         px = zimages.read_image(img) if isinstance(img, (str, Path)) else zimages.to_rgb(img)
-        px = np.clip(np.round(px), 0, 255).astype(np.uint8)
+        px = zimages.as_uint8(px)
         h, w = px.shape[:2]
         b = np.asarray(b, np.float32).reshape(-1, 4)
         area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)

@@ -113,7 +113,7 @@ def item_crops(data, size: int = 48, context: float = DEFAULTS["context"], jitte
         out_labels.append(np.repeat(np.asarray(lab, np.int64), copies))
     if not crops:
         raise DataError("the data has no labelled boxes to crop")
-    crops = np.clip(np.round(np.concatenate(crops)), 0, 255).astype(np.uint8)
+    crops = zimages.as_uint8(np.concatenate(crops))
     return LabeledImages(crops, np.concatenate(out_labels), list(data.class_names))
 
 

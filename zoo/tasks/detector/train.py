@@ -86,7 +86,7 @@ def letterbox_set(data: DetectionData, size: int):
                 log.warning("skipping %s", exc)
                 continue
             canvas, s, pad = zimages.letterbox(px, size)
-            canvas = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+            canvas = zimages.as_uint8(canvas)
         b = np.full((n_max, 4), -1, np.float32)
         lab = np.full((n_max,), -1, np.int32)
         k = len(data.boxes[i])
