@@ -56,7 +56,7 @@ def run(out="runs/detect", backbone="efficientnet_lite0", n_train=2000, n_val=20
     if second_stage and not items:
         raise RecipeError("second_stage uses the item step's classifier: give items too")
     if items:
-        canvas = input_size or size if items.get("source") == "boxes" else None
+        canvas = (input_size or size) if items.get("source") == "boxes" else None
         backbone = item_backbone(backbone, seed=seed, verbose=verbose, canvas=canvas, **items)
         item_s = round(time.perf_counter() - t1)
     det = detection.train(train, val, backbone=backbone, head_epochs=head_epochs, epochs=epochs,

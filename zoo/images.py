@@ -141,6 +141,12 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
+def rgb(img) -> np.ndarray:
+    """One image as float32 RGB in [0, 255], shape (H, W, 3): a file path is read
+    (:func:`read_image`), an array or PIL image converted (:func:`to_rgb`)."""
+    return read_image(img) if isinstance(img, (str, Path)) else to_rgb(img)
+
+
 def read_image(path) -> np.ndarray:
     """Read one file as float32 RGB [0, 255]; raise ImageError with the reason if it cannot."""
     path = Path(path)

@@ -352,7 +352,7 @@ def tiles(data, size: int = 400, overlap: float = 0.25, min_visible: float = 0.5
     stride = max(1, int(round(size * (1 - overlap))))
     out_img, out_box, out_lab, out_src = [], [], [], []
     for img, b, lab, src in zip(data.images, data.boxes, data.labels, data.sources):
-        px = zimages.read_image(img) if isinstance(img, (str, Path)) else zimages.to_rgb(img)
+        px = zimages.rgb(img)
         px = zimages.as_uint8(px)
         h, w = px.shape[:2]
         b = np.asarray(b, np.float32).reshape(-1, 4)

@@ -18,8 +18,6 @@ its ``top_k`` likeliest classes.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import tensorflow as tf
 
@@ -86,35 +84,48 @@ def item_crops(data, size: int = 48, context: float = DEFAULTS["context"], jitte
     from zoo import images as zimages
     from zoo.data import LabeledImages
     from zoo.tasks.detector.data import as_detection_data
-    from zoo.tasks.detector.train import letterbox_set
 
     if not 0.0 <= jitter < 0.5:
         raise RecipeError(f"jitter must be in [0, 0.5); got {jitter!r}")
     if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
         raise RecipeError(f"copies must be a positive integer; got {copies!r}")
     data = as_detection_data(data)
-    if canvas is not None:   # letterboxed a few hundred at a time: the canvases of all would not fit in memory
-        pairs = ((img, b[lab >= 0], lab[lab >= 0]) for start in range(0, len(data), 256)
-                 for img, b, lab in zip(*letterbox_set(data.take(range(start, min(start + 256, len(data)))),
-                                                       int(canvas))))
-    else:
-        pairs = zip(data.images, data.boxes, data.labels)
     rng = np.random.default_rng(seed)
     crops, out_labels = [], []
-    for img, b, lab in pairs:
-        b = np.repeat(np.asarray(b, np.float32).reshape(-1, 4), copies, axis=0)
-        if not len(b):
-            continue
-        if jitter:
-            side = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, axis=1)
-            b = b + rng.uniform(-jitter, jitter, b.shape).astype(np.float32) * side
-        px = zimages.read_image(img) if isinstance(img, (str, Path)) else zimages.to_rgb(img)
-        crops.append(crop_boxes(px[None], b, np.zeros(len(b), np.int32), size, context).numpy())
-        out_labels.append(np.repeat(np.asarray(lab, np.int64), copies))
+    for pixels, boxes, labels in _image_groups(data, canvas):
+        where, cut = [], []
+        for i, (b, lab) in enumerate(zip(boxes, labels)):
+            b = np.repeat(np.asarray(b, np.float32).reshape(-1, 4), copies, axis=0)
+            if jitter:
+                side = np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, axis=1)
+                b = b + rng.uniform(-jitter, jitter, b.shape).astype(np.float32) * side
+            cut.append(b)
+            where.append(np.full(len(b), i, np.int32))
+            out_labels.append(np.repeat(np.asarray(lab, np.int64), copies))
+        crops.append(crop_boxes(pixels, np.concatenate(cut), np.concatenate(where), size, context).numpy())
     if not crops:
         raise DataError("the data has no labelled boxes to crop")
-    crops = zimages.as_uint8(np.concatenate(crops))
-    return LabeledImages(crops, np.concatenate(out_labels), list(data.class_names))
+    return LabeledImages(zimages.as_uint8(np.concatenate(crops)), np.concatenate(out_labels), list(data.class_names))
+
+
+def _image_groups(data, canvas: int | None):
+    """``(pixels (n, H, W, 3) float32, boxes, labels)`` groups of the images that have boxes: 256
+    canvases letterboxed to ``canvas`` at a time (all of them would not fit in memory), or, with
+    no canvas, one image at a time as it is (their sizes differ)."""
+    from zoo import images as zimages
+    from zoo.tasks.detector.train import letterbox_set
+
+    if canvas is None:
+        for img, b, lab in zip(data.images, data.boxes, data.labels):
+            if len(b):
+                yield zimages.rgb(img)[None], [b], [lab]
+        return
+    for start in range(0, len(data), 256):
+        images, boxes, labels = letterbox_set(data.take(range(start, min(start + 256, len(data)))), int(canvas))
+        has = [i for i in range(len(images)) if (labels[i] >= 0).any()]
+        if has:
+            yield (images[has].astype(np.float32), [boxes[i][labels[i] >= 0] for i in has],
+                   [labels[i][labels[i] >= 0] for i in has])
 
 
 def train(data, val=None, backbone="efficientnet_lite0", input_size: int = 48, context: float = DEFAULTS["context"],
@@ -124,12 +135,10 @@ def train(data, val=None, backbone="efficientnet_lite0", input_size: int = 48, c
     settings: ``epochs``, ``head_epochs``, ``max_minutes``...). ``canvas``: the detector's
     ``input_size``, so that the crops are cut as the second stage will see them. ``val``: detection
     data whose boxes validate it (default: the recipe's own split of the crops)."""
-    from zoo.model import load
-
     crops = item_crops(data, input_size, context, jitter, copies, canvas, seed)
     val_crops = item_crops(val, input_size, context, canvas=canvas) if val is not None else None
-    body = load(backbone, input_size=input_size) if isinstance(backbone, str) else backbone
-    return get_kind("classifier").train(crops, val_crops, backbone=body, seed=seed, **kwargs)
+    return get_kind("classifier").train(crops, val_crops, backbone=backbone, input_size=input_size, seed=seed,
+                                        **kwargs)
 
 
 def rescore(pixels, boxes, scores, det_probs, count, classifier_model, size: int, settings: dict,

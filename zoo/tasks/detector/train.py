@@ -81,7 +81,7 @@ def letterbox_set(data: DetectionData, size: int):
             canvas, s, pad = img, 1.0, (0, 0)
         else:
             try:
-                px = zimages.read_image(img) if isinstance(img, (str, Path)) else zimages.to_rgb(img)
+                px = zimages.rgb(img)
             except ImageError as exc:
                 log.warning("skipping %s", exc)
                 continue

@@ -43,10 +43,9 @@ def _l2n(x):
 
 
 def _as_uint8_rgb(img) -> np.ndarray:
-    from zoo.images import read_image, to_rgb
+    from zoo.images import rgb
 
-    a = read_image(img) if isinstance(img, (str, Path)) else to_rgb(img)
-    return np.clip(a, 0, 255).astype(np.uint8)
+    return np.clip(rgb(img), 0, 255).astype(np.uint8)
 
 
 class FaceCropper:
