@@ -54,7 +54,9 @@ def two_stages(trained_detector, tmp_path_factory):
     folder = trained_detector[0].save(tmp_path_factory.mktemp("det_copy") / "det")
     det = zoo.load(folder)                            # a copy: the shared fixture stays as trained
     train = detection.scenes("train", n=600, size=TRAIN["size"])
-    clf = second_stage.train(train, input_size=48, canvas=det.input_size, head_epochs=6, epochs=3, verbose=0)
+    # two jittered copies of each box: one copy gave 0.27-0.54 over seeds 0-3 (0.35 on a CI run), two 0.63-0.68
+    clf = second_stage.train(train, input_size=48, canvas=det.input_size, copies=2, head_epochs=6, epochs=3,
+                             verbose=0)
     return det, clf
 
 
@@ -78,7 +80,7 @@ def test_second_stage_rescores_the_detectors_boxes(two_stages):
     det, clf = two_stages
     test = detection.scenes("test", n=48, size=TRAIN["size"])
     acc = clf.evaluate(second_stage.item_crops(test, size=48, canvas=det.input_size))["accuracy"]
-    assert acc > 0.4, acc                              # ten classes: chance is 0.1; measured 0.585
+    assert acc > 0.4, acc                              # ten classes: chance is 0.1; measured 0.646
     images = test.images[:12]
 
     det.attach_second_stage(clf, weight=1.0)
@@ -108,7 +110,7 @@ def test_second_stage_rescores_the_detectors_boxes(two_stages):
             assert len(labs) <= 2 and len(set(labs)) == len(labs)
     r2, r1 = det.evaluate(test), det.evaluate(test, second_stage=False)
     assert r2["n_images"] == r1["n_images"] == 48
-    assert r2["mAP50"] > r1["mAP50"] + 0.03, (r2, r1)  # measured 0.293 against the detector's own 0.201
+    assert r2["mAP50"] > r1["mAP50"] + 0.03, (r2, r1)  # measured 0.411 against the detector's own 0.201
 
 
 @pytest.mark.slow  # shares the fixture above
