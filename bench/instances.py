@@ -3,7 +3,9 @@
     python bench/instances.py --detector runs/detect/model --segmenter runs/segment/model
 
 Prints COCO mask AP (pycocotools "segm") beside the detector's box AP on the same detections, and
-the mask AP with the true boxes in place of the detector's (what the segmenter's maps alone allow).
+the mask AP with the true boxes in place of the detector's (what the segmenter's maps alone allow),
+and the class maps' mIoU with the boxes' classes mixed in (``InstanceSegmenter.segment``, weight
+--weight) beside the segmenter's alone, on the default scenes and on those composed differently.
 Writes ``instances.png`` (each instance in its own colour) beside the detector folder unless --out.
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main():
     p.add_argument("--segmenter", default="runs/segment/model")
     p.add_argument("--scenes", type=int, default=500)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--weight", type=float, default=0.3, help="the boxes' share in the fused class maps")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     print(cpu_line(), flush=True)
@@ -75,6 +78,11 @@ def main():
     print(f"  box  AP: mAP {r['box']['mAP']:.3f}, mAP50 {r['box']['mAP50']:.3f}")
     print(f"  mask AP: mAP {r['mask']['mAP']:.3f}, mAP50 {r['mask']['mAP50']:.3f}")
     print(f"  mask AP with the true boxes: mAP {o['mAP']:.3f}, mAP50 {o['mAP50']:.3f}")
+    for style in ("default", "shifted"):
+        t = time.perf_counter()
+        m = inst.evaluate_maps(scenes("test", n=a.scenes, size=a.size, style=style), weight=a.weight)
+        print(f"  class maps, {style} scenes: mIoU {m['segmenter']['mIoU']:.4f} (segmenter alone), "
+              f"{m['fused']['mIoU']:.4f} with the boxes' classes at weight {a.weight} ({time.perf_counter() - t:.0f}s)")
     print(f"picture: {out / 'instances.png'}")
 
 

@@ -3,7 +3,7 @@ boxes and true class maps, and a trained detector with a trained segmenter on he
 import numpy as np
 import pytest
 
-from recipes.instances import InstanceSegmenter, masks_for_boxes
+from recipes.instances import InstanceSegmenter, fused_class_map, masks_for_boxes
 from recipes.scenes import scenes
 from zoo.errors import DataError
 from zoo.tasks.detector import coco_metrics
@@ -46,6 +46,27 @@ def test_true_boxes_and_true_class_maps_give_back_the_instances():
     assert r["mAP"] > 0.95 and r["mAP50"] == pytest.approx(1.0)   # measured 0.977
 
 
+def test_boxes_lend_their_classes_to_the_foreground_they_cover():
+    probs = np.zeros((10, 10, 3), np.float32)       # classes: background, a, b
+    probs[..., 0] = 1.0
+    probs[2:8, 2:8] = [0.1, 0.5, 0.4]                # an item the segmenter calls a, just
+    probs[4:6, 4:6] = [0.6, 0.2, 0.2]                # a hole it calls background
+    dets = {"boxes": np.array([[2, 2, 6, 8], [0, 0, 10, 10]], np.float32), "scores": np.array([0.9, 0.2]),
+            "labels": np.array([1, 0])}               # box 0: class b on the item's left part; box 1 below 0.3
+    alone = probs.argmax(-1)
+    np.testing.assert_array_equal(fused_class_map(probs, dets, [1, 2], weight=0.0), alone)
+    fused = fused_class_map(probs, dets, [1, 2], weight=0.5)
+    want = alone.copy()
+    want[2:8, 2:6] = 2                                # log-mix 0.5: b (0.44 x 0.9) beats a (0.56 x 0.1)
+    want[4:6, 4:6] = 0                                # background stays background
+    np.testing.assert_array_equal(fused, want)
+    dets["scores"] = np.array([0.9, 0.9])             # the big box says a at the same score: a mixture
+    both = fused_class_map(probs, dets, [1, 2], weight=0.5)
+    assert both[3, 3] == 1 and both[3, 7] == 1         # q = (0.5, 0.5) inside both, (0.9, 0.1) in the big one only
+    with pytest.raises(DataError, match="weight"):
+        fused_class_map(probs, dets, [1, 2], weight=1.5)
+
+
 @pytest.mark.slow  # uses the session's trained detector and segmenter (conftest)
 def test_trained_detector_and_segmenter_give_instance_masks(trained_detector, trained_segmenter):
     det, seg = trained_detector[0], trained_segmenter[0]
@@ -61,6 +82,22 @@ def test_trained_detector_and_segmenter_give_instance_masks(trained_detector, tr
     assert r["mask"]["n_boxes"] == sum(len(b) for b in test.boxes)
     assert r["mask"]["mAP50"] > 0.02, r["mask"]
     assert r["mask"]["mAP50"] <= r["box"]["mAP50"] + 0.05, (r["mask"], r["box"])
+    # class maps: without a second stage the boxes lend nothing by default; weight 0.3 changes only
+    # foreground inside boxes
+    assert inst.box_weight() == 0.0 and inst.box_weight(0.5) == 0.5
+    alone = seg.segment(test.images[:8], progress=False)
+    for a, b in zip(inst.segment(test.images[:8]), alone):
+        np.testing.assert_array_equal(a, b)
+    dets = det.detect(test.images[:8], score_threshold=0.3)
+    for f, a, d in zip(inst.segment(test.images[:8], weight=0.3), alone, dets):
+        inside = np.zeros(a.shape, bool)
+        for x1, y1, x2, y2 in d["boxes"]:
+            inside[int(np.floor(max(y1, 0))):int(np.ceil(y2)), int(np.floor(max(x1, 0))):int(np.ceil(x2))] = True
+        changed = f != a
+        assert not (changed & ~inside).any() and not (changed & (a == 0)).any() and (f[a == 0] == 0).all()
+    m = inst.evaluate_maps(test, weight=0.3)
+    assert m["fused"]["n"] == m["segmenter"]["n"] == 48
+    assert m["segmenter"]["mIoU"] == pytest.approx(seg.evaluate(test, progress=False)["mIoU"], abs=0.01)
 
 
 def test_mismatched_class_names_are_refused():
