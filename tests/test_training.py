@@ -131,6 +131,27 @@ def test_mixup_and_cutmix_mix_each_image_with_its_partner_by_the_labels_weights(
     assert batch_mixing() is None
 
 
+def test_colour_parts_turn_hue_and_saturation_and_leave_grey_alone():
+    """The "saturation" and "hue" augmentation parts (for classes that do not depend on colour): a
+    grey item stays grey, a tinted one changes colour from draw to draw, shapes stay where they were."""
+    from recipes.scenes import scenes
+    from zoo.augment import build_augmentation
+
+    img = scenes("test", n=1, size=64).images[0].astype("float32")
+    grey = np.repeat(img.mean(-1, keepdims=True), 3, -1)
+    red = np.zeros_like(img)
+    red[16:48, 16:48] = [200.0, 30.0, 30.0]
+    aug = build_augmentation(["saturation", "hue"], seed=0)
+    out = np.stack([aug(np.stack([grey, red]), training=True).numpy() for _ in range(6)])
+    assert out.shape == (6, 2, 64, 64, 3) and out.min() >= -1e-3 and out.max() <= 255.0 + 1e-3
+    np.testing.assert_allclose(out[:, 0], np.broadcast_to(grey, out[:, 0].shape), atol=1.0)   # grey: no colour to turn
+    assert np.abs(out[:, 1, :16]).max() < 1e-3                         # black stays black
+    centres = out[:, 1, 32, 32]                                        # the red square's centre, per draw
+    assert len({tuple(np.round(c / 20)) for c in centres}) >= 3, centres   # other colours
+    with pytest.raises(ValueError, match="saturation"):
+        build_augmentation(["tint"])
+
+
 def test_classifier_mixes_its_unfrozen_phase_batches_and_checks_the_settings(lite0_64, small):
     from zoo.tasks.classifier.model import FineTunedClassifier as Classifier
     from zoo.training import configure

@@ -41,6 +41,10 @@ def _parts(seed):
         "zoom": lambda: layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
         "contrast": lambda: layers.RandomContrast(0.2, value_range=(0, 255), seed=seed),
         "brightness": lambda: layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+        # colour, for data whose classes do not depend on it: saturation between grey and twice as
+        # strong, hue turned by up to half a turn either way
+        "saturation": lambda: layers.RandomSaturation((0.25, 0.75), value_range=(0, 255), seed=seed),
+        "hue": lambda: layers.RandomHue(1.0, value_range=(0, 255), seed=seed),
         "noise": lambda: layers.GaussianNoise(6.0, seed=seed),
         "erase": lambda: layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), value_range=(0, 255), seed=seed),
         "blur": lambda: layers.RandomGaussianBlur(factor=0.5, sigma=(0.1, 1.2), value_range=(0, 255), seed=seed),
