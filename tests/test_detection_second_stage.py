@@ -183,3 +183,18 @@ def test_cli_trains_a_detector_with_a_second_stage(tmp_path, capsys):
     assert rc == 0 and "the detector alone, without the second stage: mAP" in out
     det = zoo.load(tmp_path / "run" / "model")
     assert det.second_stage is not None and det.second_stage.input_size == 32
+
+
+@pytest.mark.slow  # shares the fixture above and the session's trained segmenter
+def test_class_maps_borrow_the_second_stages_classes_by_default(two_stages, trained_segmenter):
+    from recipes.instances import InstanceSegmenter
+
+    det, clf = two_stages
+    det.attach_second_stage(clf)
+    inst = InstanceSegmenter(det, trained_segmenter[0])
+    assert inst.box_weight() == 0.3                   # a second stage: the boxes lend their classes
+    images = detection.scenes("test", n=16, size=TRAIN["size"]).images
+    fused, own = inst.segment(images), inst.segment(images, weight=0.0)
+    assert any((f != o).any() for f, o in zip(fused, own))
+    for f, o in zip(fused, own):
+        assert ((f == 0) == (o == 0)).all()           # only item classes change, never background
