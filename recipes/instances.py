@@ -38,14 +38,20 @@ def masks_for_boxes(detections: dict, class_map: np.ndarray, seg_class_of: list[
     out = np.zeros((len(boxes), h, w), bool)
     taken = np.zeros((h, w), bool)
     for j in np.argsort(-scores, kind="stable"):
-        x1, y1 = int(np.floor(max(boxes[j, 0], 0))), int(np.floor(max(boxes[j, 1], 0)))
-        x2, y2 = int(np.ceil(min(boxes[j, 2], w))), int(np.ceil(min(boxes[j, 3], h)))
-        if x2 <= x1 or y2 <= y1:
+        rows, cols = _pixels_of(boxes[j], h, w)
+        if rows.stop <= rows.start or cols.stop <= cols.start:
             continue
-        m = (class_map[y1:y2, x1:x2] == seg_class_of[int(labels[j])]) & ~taken[y1:y2, x1:x2]
-        out[j, y1:y2, x1:x2] = m
-        taken[y1:y2, x1:x2] |= m
+        m = (class_map[rows, cols] == seg_class_of[int(labels[j])]) & ~taken[rows, cols]
+        out[j, rows, cols] = m
+        taken[rows, cols] |= m
     return out
+
+
+def _pixels_of(box, h: int, w: int) -> tuple[slice, slice]:
+    """(rows, cols) slices of the pixels an xyxy box touches, clipped to an (h, w) image."""
+    x1, y1 = int(np.floor(max(box[0], 0))), int(np.floor(max(box[1], 0)))
+    x2, y2 = int(np.ceil(min(box[2], w))), int(np.ceil(min(box[3], h)))
+    return slice(y1, y2), slice(x1, x2)
 
 
 FUSE_SCORE = 0.3     # boxes at least this confident lend their classes to the class maps
@@ -79,7 +85,9 @@ def fused_class_map(probs: np.ndarray, detections: dict, seg_class_of: list[int]
     keeps the segmenter's argmax; ``weight=0`` gives that map back unchanged."""
     if not 0.0 <= weight <= 1.0 or not 0.0 < smoothing < 1.0:
         raise DataError(f"weight must be in [0, 1] and smoothing in (0, 1); got {weight!r}, {smoothing!r}")
-    out = probs.argmax(-1)
+    out = probs.argmax(-1).astype(np.int32)      # as the segmenter's own maps
+    if weight == 0.0:
+        return out
     h, w = out.shape
     k = len(seg_class_of)
     num, den = np.zeros((h, w, k)), np.zeros((h, w))
@@ -87,15 +95,14 @@ def fused_class_map(probs: np.ndarray, detections: dict, seg_class_of: list[int]
                                  detections["labels"]):
         if score < score_threshold:
             continue
-        x1, y1 = int(np.floor(max(box[0], 0))), int(np.floor(max(box[1], 0)))
-        x2, y2 = int(np.ceil(min(box[2], w))), int(np.ceil(min(box[3], h)))
+        rows, cols = _pixels_of(box, h, w)
         q = np.full(k, smoothing / max(k - 1, 1))
         q[int(label)] = 1.0 - smoothing
-        num[y1:y2, x1:x2] += score * q
-        den[y1:y2, x1:x2] += score
+        num[rows, cols] += score * q
+        den[rows, cols] += score
     mapped = np.asarray(seg_class_of)
     where = (den > 0) & np.isin(out, mapped)
-    if weight == 0.0 or not where.any():
+    if not where.any():
         return out
     p = probs[where][:, mapped]
     p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
@@ -154,8 +161,10 @@ class InstanceSegmenter:
         """Per image an (H, W) class map of the segmenter's classes, the detector's boxes' classes mixed
         in by :func:`fused_class_map` (``weight=0``: the segmenter's own map; None: 0.3 when the
         detector has a second stage, else 0)."""
-        dets, probs = self._detections_and_probs(images, score_threshold, batch_size, progress)
         weight = self.box_weight(weight)
+        if weight == 0.0:            # the boxes lend nothing: no detector pass
+            return self.segmenter.segment(_reusable(images), batch_size=batch_size, progress=progress)
+        dets, probs = self._detections_and_probs(images, score_threshold, batch_size, progress)
         return [fused_class_map(p, d, self.seg_class_of, weight, score_threshold) for d, p in zip(dets, probs)]
 
     def evaluate_maps(self, data, weight: float | None = None, score_threshold: float = FUSE_SCORE) -> dict:
