@@ -6,6 +6,8 @@ Prints COCO mask AP (pycocotools "segm") beside the detector's box AP on the sam
 the mask AP with the true boxes in place of the detector's (what the segmenter's maps alone allow),
 and the class maps' mIoU with the boxes' classes mixed in (``InstanceSegmenter.segment``, weight
 --weight) beside the segmenter's alone, on the default scenes and on those composed differently.
+``--tta flip`` or ``--tta multiscale``: the segmenter's test-time augmentation for every map
+(``Segmenter.segment(tta=...)``: mirrored, or mirrored at four scales).
 Writes ``instances.png`` (each instance in its own colour) beside the detector folder unless --out.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: python bench/x.py
 
 from bench._common import cpu_line  # noqa: E402
+from zoo.tasks.segmenter.tta import BY_NAME  # noqa: E402
 
 
 def picture(images, outputs, path, columns: int = 4):
@@ -52,6 +55,8 @@ def main():
     p.add_argument("--scenes", type=int, default=500)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--weight", type=float, default=0.3, help="the boxes' share in the fused class maps")
+    p.add_argument("--tta", choices=tuple(BY_NAME), default="none",
+                   help="the segmenter's test-time augmentation (multiscale: flip at 4 scales, 8x the work)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     print(cpu_line(), flush=True)
@@ -61,13 +66,14 @@ def main():
     from recipes.scenes import scenes
     from zoo.tasks.detector import coco_metrics
 
-    inst = InstanceSegmenter(zoo.load(a.detector), zoo.load(a.segmenter))
+    tta = BY_NAME[a.tta]
+    inst = InstanceSegmenter(zoo.load(a.detector), zoo.load(a.segmenter), tta=tta)
     test = scenes("test", n=a.scenes, size=a.size)
     t = time.perf_counter()
     r = inst.evaluate(test)
     secs = time.perf_counter() - t
     truth = [np.stack([m == j + 1 for j in range(len(b))]) for m, b in zip(test.instances, test.boxes)]
-    maps = inst.segmenter.segment(test.images, progress=False)
+    maps = inst.segmenter.segment(test.images, progress=False, tta=tta)
     oracle = [{"boxes": b, "labels": lab, "scores": np.ones(len(b)),
                "masks": masks_for_boxes({"boxes": b, "labels": lab}, m, inst.seg_class_of)}
               for b, lab, m in zip(test.boxes, test.labels, maps)]

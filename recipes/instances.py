@@ -114,13 +114,14 @@ def fused_class_map(probs: np.ndarray, detections: dict, seg_class_of: list[int]
 class InstanceSegmenter:
     """A detector (boxes, classes) and a segmenter (per-pixel classes) as one instance segmenter."""
 
-    def __init__(self, detector, segmenter):
+    def __init__(self, detector, segmenter, tta=False):
+        """``tta``: the segmenter's test-time augmentation for every map (``Segmenter.segment``'s)."""
         names = list(segmenter.class_names)
         missing = [n for n in detector.class_names if n not in names]
         if missing:
             raise DataError(f"the segmenter has no class {missing[0]!r} (of the detector's {len(detector.class_names)}); "
                             f"its classes are {names[:12]}: train both on the same class names")
-        self.detector, self.segmenter = detector, segmenter
+        self.detector, self.segmenter, self.tta = detector, segmenter, tta
         self.seg_class_of = [names.index(n) for n in detector.class_names]
         self.class_names = list(detector.class_names)
 
@@ -134,7 +135,7 @@ class InstanceSegmenter:
         """(class-agnostic detections at ``score_threshold``, the segmenter's (H, W, C) probabilities)."""
         images = _reusable(images)
         dets = self.detector.detect(images, score_threshold=score_threshold, batch_size=batch_size, progress=progress)
-        probs = self.segmenter.segment(images, probs=True, batch_size=batch_size, progress=progress)
+        probs = self.segmenter.segment(images, probs=True, batch_size=batch_size, progress=progress, tta=self.tta)
         if len(dets) != len(probs):
             raise DataError(f"{len(dets)} images detected but {len(probs)} segmented: some could not be read")
         return dets, probs
@@ -163,7 +164,7 @@ class InstanceSegmenter:
         detector has a second stage, else 0)."""
         weight = self.box_weight(weight)
         if weight == 0.0:            # the boxes lend nothing: no detector pass
-            return self.segmenter.segment(_reusable(images), batch_size=batch_size, progress=progress)
+            return self.segmenter.segment(_reusable(images), batch_size=batch_size, progress=progress, tta=self.tta)
         dets, probs = self._detections_and_probs(images, score_threshold, batch_size, progress)
         return [fused_class_map(p, d, self.seg_class_of, weight, score_threshold) for d, p in zip(dets, probs)]
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from recipes import segmentation
 from recipes.scenes import item_backbone, scenes
+from zoo.tasks.segmenter.tta import BY_NAME
 
 RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, scene_size=128, input_size=192, head_epochs=1,
               epochs=5, lr=1e-3, class_weights="balanced", ema=0.999,
@@ -40,11 +41,12 @@ RECIPE = dict(n_train=3000, count=(3, 7), n_val=200, n_test=500, scene_size=128,
 
 def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=3000, count=(3, 7), n_val=200,
         n_test=500, input_size=128, head_epochs=1, epochs=3, lr=1e-3, class_weights="balanced", items=None,
-        seed=0, verbose=None, head_config=None, scene_size=128, ema=None, train_seed=None) -> dict:
+        seed=0, verbose=None, head_config=None, scene_size=128, ema=None, train_seed=None, tta=False) -> dict:
     """(Step 1 when ``items`` is a dict of :func:`item_backbone` arguments,) train, save, evaluate on
     held-out default and shifted scenes; returns the summary. ``ema``: the trainer's moving average of
     the weights (its momentum; None: none). ``seed`` draws the scenes and, unless ``train_seed`` is
-    given, the training (so another ``train_seed`` trains again on the same scenes)."""
+    given, the training (so another ``train_seed`` trains again on the same scenes). ``tta``: also score
+    with the segmenter's test-time augmentation (``Segmenter.segment``'s; True: flip at four scales)."""
     train_seed = seed if train_seed is None else train_seed
     out = Path(out)
     t0 = time.perf_counter()
@@ -71,6 +73,12 @@ def run(head="unet", backbone="efficientnet_lite0", out="runs/segment", n_train=
         summary[style] = {"mIoU": round(r["mIoU"], 4), "pixel_accuracy": round(r["pixel_accuracy"], 4),
                           "per_class_iou": {k: (None if v is None else round(v, 3)) for k, v in r["per_class_iou"].items()},
                           "scenes": r["n"], "img_per_s": round(r["n"] / (time.perf_counter() - t), 1)}
+        if tta:
+            t = time.perf_counter()
+            r = seg.evaluate(test, progress=False, tta=tta)
+            summary[style]["tta"] = {"setting": str(tta), "mIoU": round(r["mIoU"], 4),
+                                     "pixel_accuracy": round(r["pixel_accuracy"], 4),
+                                     "img_per_s": round(r["n"] / (time.perf_counter() - t), 1)}
         name = "overlays_test.png" if style == "default" else "overlays_shifted.png"
         segmentation.overlay_sheet(seg, test, out / name)
     summary["total_seconds"] = round(time.perf_counter() - t0)
@@ -93,8 +101,11 @@ def main(argv=None):
                    help=f"momentum of a moving average of the weights (default {RECIPE['ema']}; 0: none)")
     p.add_argument("--lr", type=float, help=f"peak learning rate of the unfrozen phase (default {RECIPE['lr']})")
     p.add_argument("--seed", type=int, default=0, help="seed of the training; the scenes stay the same (default 0)")
+    p.add_argument("--tta", choices=tuple(BY_NAME), default="multiscale",
+                   help="also score with test-time augmentation (default multiscale: flip at 4 scales, 8x the "
+                        "inference work; none: skip)")
     a = p.parse_args(argv)
-    cfg = dict(RECIPE, ema=a.ema or None, train_seed=a.seed)
+    cfg = dict(RECIPE, ema=a.ema or None, train_seed=a.seed, tta=BY_NAME[a.tta])
     if a.no_items:
         cfg["items"] = None
     for key, field in (("scenes", "n_train"), ("epochs", "epochs"), ("head_epochs", "head_epochs"),
@@ -106,6 +117,10 @@ def main(argv=None):
     print(f"{a.head} on {a.backbone}: test mIoU {s['default']['mIoU']:.4f} (pixel accuracy "
           f"{s['default']['pixel_accuracy']:.4f}), shifted scenes mIoU {s['shifted']['mIoU']:.4f}; "
           f"trained in {s['train_seconds'] / 60:.1f} min; wrote {a.out}/model, curves.png, overlays*.png")
+    if "tta" in s["default"]:
+        print(f"with test-time augmentation ({a.tta}): test mIoU {s['default']['tta']['mIoU']:.4f}, shifted "
+              f"{s['shifted']['tta']['mIoU']:.4f} ({s['default']['tta']['img_per_s']} img/s against "
+              f"{s['default']['img_per_s']})")
 
 
 if __name__ == "__main__":

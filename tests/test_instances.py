@@ -98,6 +98,10 @@ def test_trained_detector_and_segmenter_give_instance_masks(trained_detector, tr
     m = inst.evaluate_maps(test, weight=0.3)
     assert m["fused"]["n"] == m["segmenter"]["n"] == 48
     assert m["segmenter"]["mIoU"] == pytest.approx(seg.evaluate(test, progress=False)["mIoU"], abs=0.01)
+    mirrored = InstanceSegmenter(det, seg, tta="flip")   # the segmenter's test-time augmentation for every map
+    for a, b in zip(mirrored.segment(test.images[:4], weight=0.0), seg.segment(test.images[:4], tta="flip",
+                                                                               progress=False)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_mismatched_class_names_are_refused():

@@ -52,6 +52,41 @@ def test_segment_returns_maps_at_each_inputs_own_size(small_seg, tmp_path):
     np.testing.assert_array_equal(r.outputs[0], maps[0])
 
 
+def test_tta_averages_mirrored_and_rescaled_probabilities(small_seg):
+    """``tta="flip"``: the mean of the probabilities and the mirrored image's, mirrored back; scale
+    factors: the same at each side from a network built there with the segmenter's weights, resized
+    back to its input size; a changed weight reaches every copy."""
+    import tensorflow as tf
+
+    from zoo.errors import RecipeError
+
+    x = S.scenes("val", n=3, size=64).images                     # at the network's own size
+    net = small_seg.segmentation_model
+    p = lambda m, a: m(tf.constant(a, tf.float32), training=False).numpy()  # noqa: E731
+    mirrored = lambda m, a: 0.5 * (p(m, a) + p(m, a[:, :, ::-1])[:, :, ::-1])  # noqa: E731
+    np.testing.assert_allclose(small_seg.predict(x, tta="flip"), mirrored(net, x), atol=1e-5)
+    twin = Segmenter(zoo.load("efficientnet_lite0", input_size=96), NAMES, "unet")   # 1.5 x 64 px
+    twin.segmentation_model.set_weights(net.get_weights())
+    big = tf.image.resize(mirrored(twin.segmentation_model, tf.image.resize(x.astype(np.float32), (96, 96)).numpy()),
+                          (64, 64)).numpy()
+    want = 0.5 * (mirrored(net, x) + big)
+    np.testing.assert_allclose(small_seg.predict(x, tta=(1.0, 1.5)), want, atol=1e-5)
+    plain = small_seg.predict(x)
+    assert np.abs(want - plain).max() > 1e-3                     # the copies change the answer
+    last = net.get_layer("classes")                              # the class convolution, before the softmax
+    saved = [w.copy() for w in last.get_weights()]
+    try:
+        last.set_weights([saved[0], saved[1] + np.array([0.0, 0.0, 50.0], np.float32)])
+        assert (small_seg.predict(x, tta=(1.0, 1.5)).argmax(-1) == 2).all()   # the 96 px copy follows
+    finally:
+        last.set_weights(saved)
+    np.testing.assert_allclose(small_seg.predict(x), plain, atol=1e-6)
+    with pytest.raises(RecipeError, match="tta"):
+        small_seg.segment(x, tta="sideways")
+    with pytest.raises(RecipeError, match="positive"):
+        small_seg.segment(x, tta=(0.0, 1.0))
+
+
 def test_save_and_load_round_trip(small_seg, tmp_path):
     x = S.scenes("val", n=4, size=64).images
     before = small_seg.segment(x, probs=True, progress=False)
@@ -243,6 +278,10 @@ def test_cli_segments_files_and_draws(trained, tmp_path, capsys):
     lab = Image.open(tmp_path / "drawn" / "img1_mask.png")
     assert lab.mode == "P" and lab.size == (90, 70)
     assert Image.open(tmp_path / "drawn" / "img1_overlay.png").size == (90, 70)
+    assert main(["segment", str(tmp_path / "img1.png"), "--model", str(folder), "--tta", "multiscale",
+                 "--draw", str(tmp_path / "tta")], plugins=[add_commands]) == 0
+    want = seg.segment([str(tmp_path / "img1.png")], tta=True, progress=False)[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "tta" / "img1_mask.png")), want)
     assert main(["segment", str(tmp_path / "img0.png"), "--model", str(tmp_path)], plugins=[add_commands]) == 1
 
 

@@ -19,6 +19,8 @@ def add_commands(subparsers):
     p.add_argument("--model", required=True, help="a segmenter folder (written by train-segmenter or seg.save)")
     p.add_argument("--draw", metavar="OUT", help="folder for <name>_overlay.png and <name>_mask.png")
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--tta", choices=("none", "flip", "multiscale"), default="none",
+                   help="test-time augmentation: mirrored, or mirrored at four scales (8x the work)")
     p.set_defaults(func=_cmd_segment)
 
     t = subparsers.add_parser("train-segmenter", help="train a segmenter on image+mask folders or the demo scenes",
@@ -50,7 +52,9 @@ def _cmd_segment(a) -> int:
     seg = zoo.load(a.model)
     if not isinstance(seg, Segmenter):
         raise DataError(f"{a.model} holds a {getattr(seg, 'kind', type(seg).__name__)} model, not a segmenter")
-    r = seg.segment(files, batch_size=a.batch_size, return_sources=True)
+    from zoo.tasks.segmenter.tta import BY_NAME
+    tta = BY_NAME[a.tta]
+    r = seg.segment(files, batch_size=a.batch_size, return_sources=True, tta=tta)
     pal = palette(seg.num_classes).ravel().tolist()
     for src, m in zip(r.sources, r.outputs):
         areas = class_areas(m, seg.class_names)

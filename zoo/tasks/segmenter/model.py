@@ -34,6 +34,7 @@ from zoo.kinds import register_kind
 from zoo.tasks.base import Task
 from zoo.tasks.segmenter.data import IGNORE
 from zoo.tasks.segmenter.train import SegmentationTraining
+from zoo.tasks.segmenter.tta import averaged as tta_averaged, networks as tta_networks, plan as tta_plan
 
 log = logging.getLogger(__name__)
 HEADS = ("unet", "deeplabv3plus")
@@ -169,31 +170,44 @@ class Segmenter(Task):
 
     # ---- inference --------------------------------------------------------------------------
     def segment(self, images, probs: bool = False, batch_size: int = 16, return_sources: bool = False,
-                value_range: str = "auto", progress: bool = True):
+                value_range: str = "auto", progress: bool = True, tta=False):
         """Per image, an (H, W) int32 class map in that image's own size, or with ``probs=True``
-        (H, W, C) float32 probabilities. ``images``: anything :func:`zoo.images.batches` takes."""
+        (H, W, C) float32 probabilities. ``images``: anything :func:`zoo.images.batches` takes.
+        ``tta``: False, ``"flip"``, True (flip and several scales) or scale factors
+        (:mod:`zoo.tasks.segmenter.tta`)."""
         images = zimages.materialize(images)
         back = lambda p, batch: [_to_size(q, hw, probs) for q, hw in zip(p, batch.items)]  # noqa: E731
         return self._predict(images, what="segment", batch_size=batch_size, value_range=value_range,
-                             progress=progress, return_sources=return_sources, postprocess=back, shapes=True)
+                             progress=progress, return_sources=return_sources, postprocess=back, shapes=True,
+                             fn=self._tta_fn(tta))
 
-    def predict(self, images, batch_size: int = 16, return_sources: bool = False, value_range: str = "auto"):
+    def predict(self, images, batch_size: int = 16, return_sources: bool = False, value_range: str = "auto",
+                tta=False):
         """(N, S, S, C) probabilities at the network's own size (``input_size``)."""
         return self._predict(images, what="segment", batch_size=batch_size, value_range=value_range,
-                             return_sources=return_sources)
+                             return_sources=return_sources, fn=self._tta_fn(tta))
 
-    def evaluate(self, data, batch_size: int = 16, progress: bool = True) -> dict:
+    def _tta_fn(self, tta):
+        """The traced call averaging over ``tta``'s copies (None: the plain network)."""
+        flip, sides = tta_plan(tta, self.input_size)
+        if not flip and sides == (self.input_size,):
+            return None
+        nets = tta_networks(self, sides)   # copies refreshed with the current weights
+        return self._call(("segment_tta", flip, sides), model=tta_averaged(nets, flip, self.input_size))
+
+    def evaluate(self, data, batch_size: int = 16, progress: bool = True, tta=False) -> dict:
         """``{"mIoU", "pixel_accuracy", "per_class_iou", "confusion_matrix", "n"}`` on ``data``:
         an object with ``.images`` and ``.masks`` (demo scenes, ``read_masks``) or an
         ``(images, masks)`` pair. Predictions are compared at each mask's own size; pixels
-        labelled 255 are ignored. mIoU averages the classes present in truth or prediction."""
+        labelled 255 are ignored. mIoU averages the classes present in truth or prediction.
+        ``tta``: as :meth:`segment`."""
         imgs, masks = _images_and_masks(data)
         if len(imgs) != len(masks):
             raise DataError(f"{len(imgs)} images but {len(masks)} masks")
         metric = keras.metrics.MeanIoU(self.num_classes, ignore_class=IGNORE)
         for start in range(0, len(masks), 256):
             chunk = imgs[start:start + 256]
-            r = self.segment(chunk, batch_size=batch_size, return_sources=True, progress=progress)
+            r = self.segment(chunk, batch_size=batch_size, return_sources=True, progress=progress, tta=tta)
             where = None if isinstance(chunk, np.ndarray) else {str(Path(p)): i for i, p in enumerate(chunk)
                                                                 if isinstance(p, (str, Path))}
             for src, why in r.skipped:
