@@ -1,6 +1,8 @@
 """The detector's second stage (zoo.tasks.detector.second_stage): crops cut around boxes, a crop
 classifier re-judging the boxes a trained detector keeps (checked against the same composition done
 by hand), save/load, export, and bad settings."""
+import json
+
 import numpy as np
 import pytest
 
@@ -60,15 +62,18 @@ def two_stages(trained_detector, tmp_path_factory):
     return det, clf
 
 
-def _hand_composed(det, clf, images, threshold):
+def _hand_composed(det, clf, images, threshold, flip=True):
     """The second stage with weight 1 done by hand: the detector's own boxes (images at its input
-    size, so no letterbox), cut out, classified; score = sqrt(detector score x classifier probability)."""
+    size, so no letterbox), cut out, classified (with ``flip``, averaged with the mirrored crops');
+    score = sqrt(detector score x classifier probability)."""
     first = det.detect(images, score_threshold=threshold, second_stage=False)
     out = []
     for img, d in zip(images, first):
         crops = second_stage.crop_boxes(np.asarray(img, np.float32)[None], d["boxes"],
                                         np.zeros(len(d["boxes"]), np.int32), clf.input_size, 0.15).numpy()
         p = clf.predict(crops, progress=False) if len(crops) else np.zeros((0, clf.num_classes))
+        if flip and len(crops):
+            p = 0.5 * (p + clf.predict(crops[:, :, ::-1], progress=False))
         scores, labels = np.sqrt(d["scores"] * p.max(1)), p.argmax(1)
         keep = np.argsort(-scores)[: int((scores >= threshold).sum())]
         out.append((d["boxes"][keep], scores[keep], labels[keep]))
@@ -83,16 +88,17 @@ def test_second_stage_rescores_the_detectors_boxes(two_stages):
     assert acc > 0.4, acc                              # ten classes: chance is 0.1; measured 0.646
     images = test.images[:12]
 
-    det.attach_second_stage(clf, weight=1.0)
-    first, want = _hand_composed(det, clf, images, 0.1)
-    got = det.detect(images, score_threshold=0.1)
-    assert sum(len(g["boxes"]) for g in got) > 0
-    for g, (boxes, scores, labels) in zip(got, want):
-        assert len(g["boxes"]) == len(boxes)
-        assert np.all(np.diff(g["scores"]) <= 0)        # best first
-        for box, score, label in zip(g["boxes"], g["scores"], g["labels"]):   # matched by box: ties may swap
-            j = np.flatnonzero(np.abs(boxes - box).max(1) < 1e-3)
-            assert len(j) == 1 and labels[j[0]] == label and abs(scores[j[0]] - score) < 1e-4
+    for flip in (True, False):                          # mirrored crops averaged in (the default), or not
+        det.attach_second_stage(clf, weight=1.0, flip=flip)
+        first, want = _hand_composed(det, clf, images, 0.1, flip=flip)
+        got = det.detect(images, score_threshold=0.1)
+        assert sum(len(g["boxes"]) for g in got) > 0
+        for g, (boxes, scores, labels) in zip(got, want):
+            assert len(g["boxes"]) == len(boxes)
+            assert np.all(np.diff(g["scores"]) <= 0)        # best first
+            for box, score, label in zip(g["boxes"], g["scores"], g["labels"]):   # matched by box: ties may swap
+                j = np.flatnonzero(np.abs(boxes - box).max(1) < 1e-3)
+                assert len(j) == 1 and labels[j[0]] == label and abs(scores[j[0]] - score) < 1e-4
 
     # weight 0: the detector's own classes on the same boxes
     det.attach_second_stage(clf, weight=0.0)
@@ -122,7 +128,8 @@ def test_second_stage_saves_loads_and_exports_with_the_detector(two_stages, tmp_
     folder = det.save(tmp_path / "det")
     assert {"second_stage_backbone.weights.h5", "second_stage_task.weights.h5"} <= {p.name for p in folder.iterdir()}
     back = zoo.load(folder)
-    assert back.second_stage is not None and back.second_stage_settings == {"weight": 0.6, "context": 0.2, "top_k": 2}
+    assert back.second_stage is not None and back.second_stage_settings == {"weight": 0.6, "context": 0.2, "top_k": 2,
+                                                                            "flip": True}
     images = detection.scenes("test", n=6, size=TRAIN["size"]).images
     want = det.detect(images, score_threshold=0.1)
     for a, b in zip(want, back.detect(images, score_threshold=0.1)):
@@ -146,6 +153,11 @@ def test_second_stage_saves_loads_and_exports_with_the_detector(two_stages, tmp_
         np.testing.assert_allclose(got["scores"][i, :n], w["scores"], atol=1e-4)
         np.testing.assert_array_equal(got["labels"][i, :n], w["labels"])
 
+    cfg = json.loads((folder / "config.json").read_text())     # a folder saved before the flip setting
+    del cfg["task"]["second_stage"]["flip"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert zoo.load(folder).second_stage_settings["flip"] is False   # keeps the crops as it classified them
+
     (folder / "second_stage_task.weights.h5").unlink()
     with pytest.raises(SavedModelError, match="second_stage_task.weights.h5"):
         zoo.load(folder)
@@ -159,7 +171,7 @@ def test_second_stage_refuses_what_it_cannot_use(two_stages):
         det.attach_second_stage(other)
     with pytest.raises(RecipeError, match="Classifier of box crops"):
         det.attach_second_stage(det)
-    for bad in ({"weight": 1.5}, {"context": -0.1}, {"top_k": 0}):
+    for bad in ({"weight": 1.5}, {"context": -0.1}, {"top_k": 0}, {"flip": "yes"}):
         with pytest.raises(RecipeError):
             det.attach_second_stage(clf, **bad)
     assert det.attach_second_stage(None).second_stage is None

@@ -181,13 +181,14 @@ class Detector(Task):
 
     def attach_second_stage(self, classifier, weight: float = stage_two.DEFAULTS["weight"],
                             context: float = stage_two.DEFAULTS["context"],
-                            top_k: int = stage_two.DEFAULTS["top_k"]) -> "Detector":
+                            top_k: int = stage_two.DEFAULTS["top_k"],
+                            flip: bool = stage_two.DEFAULTS["flip"]) -> "Detector":
         """Re-judge each box's class with ``classifier``, a Classifier of box crops with this
         detector's classes (:func:`zoo.tasks.detector.second_stage.train`; see that module for how
         the two stages' probabilities mix). ``None`` detaches it. Returns the detector."""
         if classifier is not None:
             stage_two.check_classifier(classifier, self.class_names)
-        self.second_stage_settings = stage_two.check_settings(weight, context, top_k)
+        self.second_stage_settings = stage_two.check_settings(weight, context, top_k, flip)
         self.second_stage = classifier
         self._fns.clear()
         return self
@@ -362,7 +363,8 @@ class Detector(Task):
         if stage:
             zio.require(stage, path, classifier=dict)
             det.attach_second_stage(open_nested(path, stage["classifier"], SECOND_STAGE_PREFIX),
-                                    **{k: stage[k] for k in stage_two.DEFAULTS if k in stage})
+                                    **{"flip": False,   # folders from before the setting: as they were saved
+                                       **{k: stage[k] for k in stage_two.DEFAULTS if k in stage}})
         return det
 
 
