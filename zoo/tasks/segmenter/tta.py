@@ -49,11 +49,16 @@ def networks(seg, sides) -> dict:
         if side == seg.input_size:
             nets[side] = seg.segmentation_model
             continue
-        if side not in cache:
-            twin = type(seg)(ZooModel(seg.backbone.entry, side, weights=None), seg.class_names, seg.head,
-                             dict(seg.head_config))
-            cache[side] = twin.segmentation_model
-        cache[side].set_weights(seg.segmentation_model.get_weights())
+        try:
+            if side not in cache:
+                twin = type(seg)(ZooModel(seg.backbone.entry, side, weights=None), seg.class_names, seg.head,
+                                 dict(seg.head_config))
+                cache[side] = twin.segmentation_model
+            cache[side].set_weights(seg.segmentation_model.get_weights())
+        except ValueError as exc:   # e.g. position embeddings sized for one input side
+            cache.pop(side, None)
+            raise RecipeError(f"{seg.backbone.entry.name} cannot run at {side} px with the weights it has at "
+                              f"{seg.input_size} px ({exc}); use tta='flip'") from None
         nets[side] = cache[side]
     return nets
 
@@ -62,7 +67,6 @@ def averaged(nets: dict, flip: bool, size: int):
     """A callable ``(pixels at size, training=False) -> probabilities at size`` averaged over ``nets``
     (side -> network) and, with ``flip``, mirrored copies."""
     import tensorflow as tf
-
 
     def call(x, training=False):
         total = 0.0
