@@ -99,9 +99,10 @@ def test_trained_detector_and_segmenter_give_instance_masks(trained_detector, tr
     assert m["fused"]["n"] == m["segmenter"]["n"] == 48
     assert m["segmenter"]["mIoU"] == pytest.approx(seg.evaluate(test, progress=False)["mIoU"], abs=0.01)
     mirrored = InstanceSegmenter(det, seg, tta="flip")   # the segmenter's test-time augmentation for every map
-    for a, b in zip(mirrored.segment(test.images[:4], weight=0.0), seg.segment(test.images[:4], tta="flip",
-                                                                               progress=False)):
+    maps = mirrored.segment(test.images[:4], weight=0.0)
+    for a, b in zip(maps, seg.segment(test.images[:4], tta="flip", progress=False)):
         np.testing.assert_array_equal(a, b)
+    assert any((a != b).any() for a, b in zip(maps, alone))   # not the plain maps: the setting reached them
 
 
 def test_mismatched_class_names_are_refused():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from zoo.cli import image_inputs, output_dir, positive_int, report_skipped
 from zoo.errors import DataError
+from zoo.tasks.segmenter.tta import BY_NAME   # no TensorFlow at import: the parser stays quick
 
 EXIT_ERROR = 1
 
@@ -19,7 +20,7 @@ def add_commands(subparsers):
     p.add_argument("--model", required=True, help="a segmenter folder (written by train-segmenter or seg.save)")
     p.add_argument("--draw", metavar="OUT", help="folder for <name>_overlay.png and <name>_mask.png")
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--tta", choices=("none", "flip", "multiscale"), default="none",
+    p.add_argument("--tta", choices=tuple(BY_NAME), default="none",
                    help="test-time augmentation: mirrored, or mirrored at four scales (8x the work)")
     p.set_defaults(func=_cmd_segment)
 
@@ -52,9 +53,7 @@ def _cmd_segment(a) -> int:
     seg = zoo.load(a.model)
     if not isinstance(seg, Segmenter):
         raise DataError(f"{a.model} holds a {getattr(seg, 'kind', type(seg).__name__)} model, not a segmenter")
-    from zoo.tasks.segmenter.tta import BY_NAME
-    tta = BY_NAME[a.tta]
-    r = seg.segment(files, batch_size=a.batch_size, return_sources=True, tta=tta)
+    r = seg.segment(files, batch_size=a.batch_size, return_sources=True, tta=BY_NAME[a.tta])
     pal = palette(seg.num_classes).ravel().tolist()
     for src, m in zip(r.sources, r.outputs):
         areas = class_areas(m, seg.class_names)

@@ -44,7 +44,7 @@ def networks(seg, sides) -> dict:
     from zoo.model import ZooModel
 
     cache = seg.__dict__.setdefault("_tta_networks", {})
-    nets = {}
+    nets, weights = {}, None
     for side in sides:
         if side == seg.input_size:
             nets[side] = seg.segmentation_model
@@ -54,7 +54,8 @@ def networks(seg, sides) -> dict:
                 twin = type(seg)(ZooModel(seg.backbone.entry, side, weights=None), seg.class_names, seg.head,
                                  dict(seg.head_config))
                 cache[side] = twin.segmentation_model
-            cache[side].set_weights(seg.segmentation_model.get_weights())
+            weights = seg.segmentation_model.get_weights() if weights is None else weights   # read once
+            cache[side].set_weights(weights)
         except ValueError as exc:   # e.g. position embeddings sized for one input side
             cache.pop(side, None)
             raise RecipeError(f"{seg.backbone.entry.name} cannot run at {side} px with the weights it has at "
